@@ -1,0 +1,58 @@
+"""minattn: attention mechanisms for 3D medical imaging, from first principles.
+
+Modules follow the course: softmax -> attention -> patches -> windows ->
+multihead -> position -> window_attention -> swin, with cost calculators in
+``minattn.cost`` and converters from PyTorch and MONAI in ``minattn.interop``.
+Grids inside blocks are channels-last ``(B, D, H, W, C)``; images enter
+channels-first ``(B, C, D, H, W)``; 2D works wherever 3D does.
+"""
+
+from . import cost, interop
+from .attention import scaled_dot_product_attention
+from .memory import AttentionMemoryError, get_memory_budget, memory_budget, set_memory_budget
+from .multihead import MultiHeadAttention, merge_heads, split_heads
+from .patches import PatchEmbed, patchify, unpatchify
+from .position import RelativePositionBias, relative_position_index
+from .softmax import softmax
+from .swin import Mlp, PatchMerging, SwinBlock, SwinStage, shifted_window_attention
+from .window_attention import WindowAttention
+from .windows import (
+    cyclic_shift,
+    effective_window_and_shift,
+    pad_to_windows,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionMemoryError",
+    "Mlp",
+    "MultiHeadAttention",
+    "PatchEmbed",
+    "PatchMerging",
+    "RelativePositionBias",
+    "SwinBlock",
+    "SwinStage",
+    "WindowAttention",
+    "cost",
+    "cyclic_shift",
+    "effective_window_and_shift",
+    "get_memory_budget",
+    "memory_budget",
+    "merge_heads",
+    "pad_to_windows",
+    "patchify",
+    "relative_position_index",
+    "scaled_dot_product_attention",
+    "set_memory_budget",
+    "shifted_window_attention",
+    "shifted_window_mask",
+    "softmax",
+    "split_heads",
+    "unpatchify",
+    "window_partition",
+    "window_reverse",
+]

@@ -1,0 +1,60 @@
+"""Input checks shared by every module.
+
+Each helper raises a ``ValueError`` that names what was expected and what was
+received, so a learner sees the shape mistake instead of a wrong answer later.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def as_size_tuple(value, ndim: int, name: str, *, allow_zero: bool = False) -> tuple[int, ...]:
+    """Turn ``value`` (an int or a sequence of ``ndim`` ints) into a tuple of ints.
+
+    ``allow_zero`` admits zeros (shifts); otherwise every entry must be >= 1
+    (patches, windows).
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, int) and not isinstance(value, bool):
+        values = (value,) * ndim
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        values = tuple(value)
+        if len(values) != ndim:
+            raise ValueError(
+                f"{name} needs {ndim} entries, one per spatial axis; received {len(values)}: {tuple(value)}"
+            )
+    else:
+        raise ValueError(f"{name} must be an int or a sequence of {ndim} ints; received {value!r}")
+    lowest = 0 if allow_zero else 1
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"{name} must hold ints; received {values}")
+        if v < lowest:
+            kind = "non-negative" if allow_zero else "positive"
+            raise ValueError(f"{name} must be {kind} along every axis; received {values}")
+    return values
+
+
+def check_spatial_rank(x: torch.Tensor, name: str, layout: str) -> int:
+    """Check that ``x`` has 2 or 3 spatial axes for ``layout``; return their number.
+
+    ``layout`` is ``"channels_first"`` for images ``(B, C, [D,] H, W)`` or
+    ``"channels_last"`` for feature maps ``(B, [D,] H, W, C)``.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor; received {type(x).__name__}")
+    if x.ndim not in (4, 5):
+        expected = "(B, C, D, H, W) or (B, C, H, W)" if layout == "channels_first" else "(B, D, H, W, C) or (B, H, W, C)"
+        raise ValueError(f"{name} must have shape {expected}; received a {x.ndim}-D tensor of shape {tuple(x.shape)}")
+    return x.ndim - 2
+
+
+def check_divisible(spatial: Sequence[int], size: Sequence[int], what: str, hint: str = "") -> None:
+    """Raise unless every spatial extent is a multiple of ``size``."""
+    if any(s % p for s, p in zip(spatial, size)):
+        message = f"spatial shape {tuple(spatial)} is not divisible by the {what} {tuple(size)}"
+        raise ValueError(message + (f"; {hint}" if hint else ""))
