@@ -48,13 +48,20 @@ def memory_budget(num_bytes: int) -> Iterator[None]:
         set_memory_budget(previous)
 
 
+def format_bytes(num_bytes: int) -> str:
+    """``68719476736`` -> ``'64.00 GiB'``; sizes under 1 GiB in MiB."""
+    if num_bytes >= GIB:
+        return f"{num_bytes / GIB:.2f} GiB"
+    return f"{num_bytes / 1024**2:.2f} MiB"
+
+
 def check_score_matrix_fits(shape: tuple[int, ...], element_size: int) -> None:
     """Raise :class:`AttentionMemoryError` if a tensor of ``shape`` exceeds the budget."""
     needed = math.prod(shape) * element_size
     if needed > _budget_bytes:
         raise AttentionMemoryError(
-            f"the explicit score matrix of shape {tuple(shape)} would need {needed / GIB:.2f} GiB, "
-            f"over the memory budget of {_budget_bytes / GIB:.2f} GiB. Attend within windows "
+            f"the explicit score matrix of shape {tuple(shape)} would need {format_bytes(needed)}, "
+            f"over the memory budget of {format_bytes(_budget_bytes)}. Attend within windows "
             "(minattn.WindowAttention), use memory-efficient attention that never holds the whole matrix, "
             "or raise the budget with minattn.set_memory_budget(bytes) if your machine has the memory."
         )

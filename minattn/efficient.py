@@ -1,0 +1,336 @@
+"""Exact attention without the full score matrix: the online softmax.
+
+The explicit :func:`minattn.scaled_dot_product_attention` builds all Nq x Nk
+scores at once. For N = 131,072 tokens that is 64 GiB in float32, so the
+explicit path refuses (it raises ``AttentionMemoryError``). Yet the output of
+one query needs only three running quantities, which can be updated one block
+of keys at a time. This is the idea behind FlashAttention (Dao et al., 2022),
+written here in plain PyTorch so that every step can be read.
+
+The running-softmax derivation
+------------------------------
+Take one query row with scores s_1 .. s_N (scale, bias and mask applied) and
+values v_1 .. v_N. The output is
+
+    out = sum_j exp(s_j) v_j / sum_j exp(s_j).
+
+Any constant m may be subtracted from every score: exp(s_j - m) = exp(s_j)
+exp(-m), and the factor exp(-m) cancels between numerator and denominator.
+Choosing m = max_j s_j keeps every exponent <= 0 (the stable softmax of
+``minattn.softmax``). Now read the keys in blocks. After the blocks seen so
+far, keep
+
+    m   = the largest score seen so far,
+    l   = sum_j exp(s_j - m)          (the normaliser),
+    acc = sum_j exp(s_j - m) v_j      (the un-normalised output).
+
+A new block with scores s_b arrives. Its maximum may be larger: the new
+reference is m' = max(m, max_b s_b). The old sums were taken relative to m;
+relative to m' each old term is
+
+    exp(s_j - m') = exp(s_j - m) * exp(m - m'),
+
+so the old sums are multiplied by alpha = exp(m - m') (which is <= 1; it is
+exactly 1 when the maximum did not grow), and the block's own terms are added:
+
+    p   = exp(s_b - m')
+    l'  = alpha * l   + sum_b p
+    acc'= alpha * acc + p @ v_b.
+
+After the last block, out = acc / l. No approximation is made: the result is
+the same softmax, only summed in a different order. Memory per step is one
+(chunk x chunk) tile of scores instead of the whole (Nq x Nk) matrix.
+
+Masked positions have score -inf and contribute exp(-inf) = 0. A row whose
+keys so far are all masked has m = -inf, and exp(s - m) would be
+exp(-inf - -inf) = exp(NaN). The code then shifts by 0 instead of m (any
+shift is allowed; the terms are all zero anyway), and a row that never sees
+an allowed key ends with l = 0 and returns zeros, as the explicit path does.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from .attention import check_qkv, score_shape
+from .memory import get_memory_budget
+
+# Half-precision inputs are accumulated in float32, as fused kernels and
+# minattn.softmax do: a running sum over 100,000 keys in bfloat16 (8 bits of
+# mantissa) would lose almost every small term.
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _check_chunk_size(chunk_size) -> None:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+        raise ValueError(f"chunk_size must be a positive int (rows/columns per tile); received {chunk_size!r}")
+
+
+def _output_batch(scores: torch.Size, v: torch.Tensor) -> torch.Size:
+    """Batch axes of the output: those of the scores broadcast with those of v."""
+    try:
+        return torch.broadcast_shapes(scores[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"v batch axes {tuple(v.shape[:-2])} do not broadcast with the scores' {tuple(scores[:-2])}"
+        ) from None
+
+
+def _as_matrix(t: torch.Tensor) -> torch.Tensor:
+    """View a mask or bias with fewer than two axes as ``(1, ..., Nk)`` so its last two axes can be sliced."""
+    return t.reshape((1,) * (2 - t.ndim) + tuple(t.shape)) if t.ndim < 2 else t
+
+
+def _tile(t: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
+    """The ``(rows, cols)`` tile of a mask or bias ``(..., Nq or 1, Nk or 1)``.
+
+    A size-1 axis is a broadcast axis: it holds the same entry for every
+    query (or key), so it is kept whole rather than sliced (slicing it at an
+    offset > 0 would give an empty tensor).
+    """
+    r = rows if t.shape[-2] != 1 else slice(None)
+    c = cols if t.shape[-1] != 1 else slice(None)
+    return t[..., r, c]
+
+
+def memory_efficient_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    scale: float | None = None,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """Exact ``softmax(q k^T * scale + bias) v``, computed tile by tile.
+
+    Same result and conventions as :func:`minattn.scaled_dot_product_attention`,
+    but the (Nq, Nk) score matrix never exists: queries are taken ``chunk_size``
+    rows at a time and, for each, keys ``chunk_size`` columns at a time, with a
+    running maximum, normaliser and output rescaled as the module docstring
+    derives. The memory guard is not consulted: peak extra memory is one
+    ``(..., chunk_size, chunk_size)`` tile plus the running state.
+
+    Args:
+        q: queries ``(..., Nq, d_k)``.
+        k: keys ``(..., Nk, d_k)``.
+        v: values ``(..., Nk, d_v)``. Leading batch/head axes of q, k, v,
+            mask and bias broadcast against each other.
+        mask: boolean, broadcastable to ``(..., Nq, Nk)``; True where a query
+            may attend to a key.
+        bias: additive float term broadcastable to ``(..., Nq, Nk)``.
+        scale: multiplies the dot products; defaults to ``1 / sqrt(d_k)``.
+        chunk_size: rows of queries and columns of keys per tile.
+
+    Returns:
+        ``(..., Nq, d_v)`` in q's dtype and device. A query with no allowed key
+        gets a zero output, never NaN.
+
+    Raises:
+        ValueError: on shapes, dtypes or devices that do not fit together, a
+            non-boolean mask, or a chunk_size that is not a positive int.
+
+    Note:
+        Autograd works through the loop, but it saves every tile for the
+        backward pass, so training through this function costs O(Nq * Nk)
+        memory again (FlashAttention avoids that by recomputing tiles in a
+        hand-written backward). For inference at large N, call it under
+        ``torch.no_grad()``.
+    """
+    check_qkv(q, k, v)
+    shape = score_shape(q, k, mask, bias)  # (..., Nq, Nk): validated, never allocated
+    _check_chunk_size(chunk_size)
+    out_batch = _output_batch(shape, v)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+
+    out_dtype = q.dtype
+    work_dtype = torch.float32 if q.dtype in _LOW_PRECISION else q.dtype
+    # Folding the scale into q once costs Nq*d_k multiplications instead of
+    # Nq*Nk: (q * scale) @ k^T equals (q @ k^T) * scale.
+    q = q.to(work_dtype) * scale
+    k, v = k.to(work_dtype), v.to(work_dtype)
+    if mask is not None:
+        mask = _as_matrix(mask.to(q.device))
+    if bias is not None:
+        bias = _as_matrix(bias.to(device=q.device, dtype=work_dtype))
+
+    n_q, n_k, d_v = shape[-2], shape[-1], v.shape[-1]
+    score_batch = shape[:-2]
+    out_tiles = []
+    for q0 in range(0, n_q, chunk_size):
+        rows = slice(q0, min(q0 + chunk_size, n_q))
+        q_tile = q[..., rows, :]  # (..., r, d_k)
+        n_rows = q_tile.shape[-2]
+        # Running state of every query row in this tile (see module docstring).
+        row_max = torch.full((*score_batch, n_rows, 1), float("-inf"), dtype=work_dtype, device=q.device)
+        normaliser = torch.zeros((*score_batch, n_rows, 1), dtype=work_dtype, device=q.device)
+        acc = torch.zeros((*out_batch, n_rows, d_v), dtype=work_dtype, device=q.device)
+
+        for k0 in range(0, n_k, chunk_size):
+            cols = slice(k0, min(k0 + chunk_size, n_k))
+            scores = q_tile @ k[..., cols, :].transpose(-2, -1)  # (..., r, c): the only score tile alive
+            if bias is not None:
+                scores = scores + _tile(bias, rows, cols)
+            if mask is not None:
+                scores = torch.where(_tile(mask, rows, cols), scores, float("-inf"))
+
+            # The reference point m is a free choice (it cancels), so no gradient
+            # needs to flow through it: detaching keeps autograd exact and
+            # avoids differentiating through max() ties.
+            new_max = torch.maximum(row_max, scores.detach().amax(dim=-1, keepdim=True))
+            # Rows with every key so far masked have max -inf; shift them by 0
+            # instead, so that no -inf - -inf = NaN appears (their terms are 0).
+            shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
+            p = torch.exp(scores - shift)  # (..., r, c), entries in [0, 1]
+            alpha = torch.exp(row_max - shift)  # rescales the old sums; exp(-inf) = 0 while still empty
+            normaliser = alpha * normaliser + p.sum(dim=-1, keepdim=True)
+            acc = alpha * acc + p @ v[..., cols, :]
+            row_max = new_max
+
+        # A row that never met an allowed key has normaliser 0 and acc 0:
+        # dividing by 1 instead leaves the zero output the explicit path gives.
+        safe = torch.where(normaliser > 0, normaliser, torch.ones_like(normaliser))
+        out_tiles.append(acc / safe)
+
+    if not out_tiles:  # Nq == 0
+        return torch.zeros((*out_batch, 0, d_v), dtype=out_dtype, device=q.device)
+    return torch.cat(out_tiles, dim=-2).to(out_dtype)
+
+
+# --------------------------------------------------------------------------
+# attention(): the everyday entry point
+# --------------------------------------------------------------------------
+
+
+def _fold_to_4d(t: torch.Tensor, batch: torch.Size) -> torch.Tensor:
+    """View ``t`` ``(..., a, b)``, whose batch axes broadcast to ``batch``, as 4-D ``(B, H, a, b)``.
+
+    PyTorch's fused kernels only take 4-D ``(batch, heads, tokens, features)``
+    inputs; anything else silently goes to the math path, which builds the full
+    score matrix. Missing leading axes become size 1 (a free view); more than
+    two batch axes are merged into the first (a copy only when they differ
+    from 1).
+    """
+    t = t.reshape((1,) * (len(batch) + 2 - t.ndim) + tuple(t.shape))  # pad leading 1s
+    if len(batch) <= 2:
+        return t.reshape((1,) * (2 - len(batch)) + tuple(t.shape))
+    lead = t.shape[:-3]
+    if all(s == 1 for s in lead):
+        return t.reshape(1, *t.shape[-3:])
+    return t.expand(*batch[:-1], *t.shape[-3:]).reshape(-1, *t.shape[-3:])
+
+
+def _four_d_batch(batch: torch.Size) -> tuple[int, int]:
+    """The (B, H) that :func:`_fold_to_4d` gives for output batch axes ``batch``."""
+    if len(batch) <= 2:
+        return tuple((1,) * (2 - len(batch)) + tuple(batch))
+    return math.prod(batch[:-1]), batch[-1]
+
+
+def _fused_only():
+    """A context that lets torch's SDPA use fused kernels only, never its math path.
+
+    Returns None on PyTorch versions without ``torch.nn.attention.sdpa_kernel``.
+    """
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3
+        return None
+    names = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")
+    return sdpa_kernel([getattr(SDPBackend, n) for n in names if hasattr(SDPBackend, n)])
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """``softmax(q k^T * scale + bias) v`` by the fastest route that fits in memory.
+
+    The semantics of :func:`minattn.scaled_dot_product_attention` (same
+    shapes, broadcasting, mask convention and zero output for a query with no
+    allowed key), returning only the output. The route:
+
+    * score matrix within the memory budget (:func:`minattn.get_memory_budget`):
+      PyTorch's ``torch.nn.functional.scaled_dot_product_attention``, which
+      picks a fused kernel when one applies and its math path otherwise;
+    * over budget, with a mask or bias, on CPU: :func:`memory_efficient_attention`
+      (PyTorch's CPU SDPA may build the whole matrix from a mask);
+    * over budget otherwise: PyTorch's SDPA restricted to fused kernels (they
+      never hold the whole matrix); if none applies (dtype, device, a mask
+      that needs gradients...), :func:`memory_efficient_attention`.
+
+    The explicit path's memory guard is never hit.
+
+    Args:
+        q: queries ``(..., Nq, d_k)``.
+        k: keys ``(..., Nk, d_k)``.
+        v: values ``(..., Nk, d_v)``.
+        mask: boolean, broadcastable to ``(..., Nq, Nk)``; True where attending
+            is allowed (also PyTorch's convention for a boolean ``attn_mask``).
+        bias: additive float term broadcastable to ``(..., Nq, Nk)``.
+        scale: multiplies the dot products; defaults to ``1 / sqrt(d_k)``.
+
+    Returns:
+        ``(..., Nq, d_v)``, q's dtype and device.
+    """
+    check_qkv(q, k, v)
+    shape = score_shape(q, k, mask, bias)
+    out_batch = _output_batch(shape, v)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+
+    # The same measure as the explicit path's guard: one score matrix in q's dtype.
+    over_budget = math.prod(shape) * q.element_size() > get_memory_budget()
+    has_mask = mask is not None or bias is not None
+    if over_budget and has_mask and q.device.type == "cpu":
+        return memory_efficient_attention(q, k, v, mask=mask, bias=bias, scale=scale)
+
+    # One attn_mask for torch: boolean with the same convention, or a float
+    # bias with -inf where the mask forbids.
+    if bias is not None:
+        bias = bias.to(device=q.device, dtype=q.dtype)
+        attn_mask = bias if mask is None else torch.where(mask.to(q.device), bias, float("-inf"))
+        # Rows with nothing allowed: all -inf (from the mask or the bias itself).
+        row_ok = (attn_mask > float("-inf")).any(dim=-1, keepdim=True)
+    elif mask is not None:
+        attn_mask = mask.to(q.device)
+        row_ok = attn_mask.any(dim=-1, keepdim=True)
+    else:
+        attn_mask = row_ok = None
+
+    # Fused kernels need q, k, v as 4-D (batch, heads, tokens, features) with
+    # equal batch and head sizes; fold the broadcast batch axes into that form.
+    batch = out_batch
+    B, H = _four_d_batch(batch)
+    q4, k4, v4 = (_fold_to_4d(t, batch).expand(B, H, -1, -1) for t in (q, k, v))
+    m4 = None if attn_mask is None else _fold_to_4d(attn_mask, batch)
+
+    if not over_budget:
+        out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=m4, scale=scale)
+    else:
+        fused_only = _fused_only()
+        if fused_only is None:  # no way to forbid the math path on this torch version
+            return memory_efficient_attention(q, k, v, mask=mask, bias=bias, scale=scale)
+        try:
+            with fused_only, warnings.catch_warnings():
+                # A refused fused kernel warns why, then raises; we fall back instead.
+                warnings.simplefilter("ignore", UserWarning)
+                out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=m4, scale=scale)
+        except RuntimeError:  # "No available kernel": dtype, device, mask needing grad...
+            return memory_efficient_attention(q, k, v, mask=mask, bias=bias, scale=scale)
+
+    out = out.reshape(*batch, q.shape[-2], v.shape[-1])
+    if row_ok is not None:
+        # PyTorch may return NaN for a query with no allowed key; the course's
+        # convention is a zero output.
+        out = torch.where(row_ok, out, torch.zeros((), dtype=out.dtype, device=out.device))
+    return out

@@ -1,0 +1,166 @@
+"""Shifted-window attention against brute force, and the Swin block and stage."""
+
+import itertools
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minattn
+from minattn.swin import MaskCache, shifted_window_attention
+
+
+def brute_force_window_attention(x, attn, shift):
+    """Global attention over the padded grid, allowed only within a window and a region.
+
+    Written without partition, roll or masks: every token's shifted coordinate,
+    window and region are computed directly, and the bias is looked up from
+    the true offset between the two tokens inside their window.
+    """
+    batch, *spatial, channels = x.shape
+    window, shift = minattn.effective_window_and_shift(spatial, attn.window_size, shift)
+    padded = [math.ceil(s / w) * w for s, w in zip(spatial, window)]
+    grid = torch.zeros(batch, *padded, channels, dtype=x.dtype)
+    grid[(slice(None),) + tuple(slice(0, s) for s in spatial)] = x
+    positions = torch.tensor(list(itertools.product(*(range(p) for p in padded))))  # (N, ndim)
+    sizes, win, shifts = torch.tensor(padded), torch.tensor(window), torch.tensor(shift)
+    shifted = (positions - shifts) % sizes
+    window_id, local = shifted // win, shifted % win
+    region = (shifted >= sizes - win).long() + ((shifted >= sizes - shifts) & (shifts > 0)).long()
+    same_window = (window_id[:, None] == window_id[None]).all(-1)
+    same_region = (region[:, None] == region[None]).all(-1) if any(shift) else torch.ones_like(same_window)
+    allowed = same_window & same_region
+    # bias of pair (i, j): table row of the offset local_i - local_j in the module's full table
+    table_window = torch.tensor(attn.window_size)
+    offset = local[:, None] - local[None] + table_window - 1
+    sides = 2 * table_window - 1
+    strides = torch.tensor([math.prod(sides[a + 1 :].tolist()) for a in range(len(window))])
+    bias = attn.position_bias.table[(offset * strides).sum(-1)].permute(2, 0, 1)  # (h, N, N)
+    tokens = grid.reshape(batch, -1, channels)
+    q, k, v = attn.qkv(tokens).chunk(3, dim=-1)
+    heads = attn.num_heads
+    q, k, v = (t.reshape(batch, -1, heads, channels // heads).transpose(1, 2) for t in (q, k, v))
+    scores = q @ k.transpose(-1, -2) * (channels // heads) ** -0.5 + bias
+    weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+    out = attn.proj((weights @ v).transpose(1, 2).reshape(batch, -1, channels)).reshape(batch, *padded, channels)
+    return out[(slice(None),) + tuple(slice(0, s) for s in spatial)]
+
+
+@given(
+    spatial=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6)),
+    window=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
+    shift_fraction=st.tuples(*(st.sampled_from([0.0, 0.34, 0.5, 0.99]),) * 3),
+    heads=st.sampled_from([1, 2]),
+)
+def test_shifted_windows_equal_brute_force(spatial, window, shift_fraction, heads):
+    shift = tuple(int(f * w) for f, w in zip(shift_fraction, window))
+    torch.manual_seed(sum(spatial) + sum(window))
+    attn = minattn.WindowAttention(4, window, heads).double()
+    with torch.no_grad():
+        attn.position_bias.table.normal_(0, 1.0)  # a strong bias, so a wrong lookup shows
+    x = torch.randn(2, *spatial, 4, dtype=torch.float64)
+    expected = brute_force_window_attention(x, attn, shift)
+    torch.testing.assert_close(shifted_window_attention(x, attn, shift), expected, atol=1e-10, rtol=0)
+
+
+def test_two_dimensional_shifted_windows_equal_brute_force():
+    attn = minattn.WindowAttention(4, (3, 2), 2).double()
+    x = torch.randn(1, 7, 5, 4, dtype=torch.float64)
+    torch.testing.assert_close(
+        shifted_window_attention(x, attn, (1, 1)), brute_force_window_attention(x, attn, (1, 1)), atol=1e-10, rtol=0
+    )
+
+
+def test_regular_windows_never_mix(device):
+    block = minattn.SwinBlock(8, 2, window_size=2, shift_size=0).to(device)
+    x = torch.randn(1, 4, 4, 4, 8, device=device)
+    y = x.clone()
+    # change only the last window (randomly: LayerNorm would cancel a constant offset)
+    y[:, 2:, 2:, 2:] += torch.randn(1, 2, 2, 2, 8, device=device)
+    changed = (block(x) - block(y)).abs().sum(-1) > 1e-6
+    assert changed[:, 2:, 2:, 2:].all() and changed.sum() == 8
+
+
+def test_shifted_block_connects_neighbouring_windows(device):
+    block = minattn.SwinBlock(8, 2, window_size=2, shift_size=1).to(device)
+    x = torch.randn(1, 4, 4, 4, 8, device=device)
+    y = x.clone()
+    y[:, 1, 1, 1] += torch.randn(8, device=device)  # a token at the corner of window 0
+    changed = (block(x) - block(y)).abs().sum(-1) > 1e-6
+    # the shifted window around (1.5, 1.5, 1.5) joins it with corners of its 7 neighbour windows
+    assert changed[0, 1:3, 1:3, 1:3].all() and changed.sum() == 8
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_block_keeps_shape_dtype_and_device(device, dtype):
+    block = minattn.SwinBlock(12, 3, window_size=(2, 3, 4), shift_size=(1, 1, 2)).to(device, dtype)
+    x = torch.randn(2, 5, 7, 6, 12, device=device, dtype=dtype)
+    out = block(x)
+    assert out.shape == x.shape and out.dtype == dtype and out.device == x.device
+    assert torch.isfinite(out.float()).all()
+
+
+def test_block_caches_its_mask():
+    block = minattn.SwinBlock(8, 2, window_size=4, shift_size=2)
+    x = torch.randn(1, 8, 8, 8, 8)
+    block(x)
+    first = block.masks.get((8, 8, 8), (4, 4, 4), (2, 2, 2), "cpu")
+    block(x)
+    assert block.masks.get((8, 8, 8), (4, 4, 4), (2, 2, 2), "cpu") is first
+    assert len(block.masks._masks) == 1
+
+
+def test_mask_cache_forgets_the_oldest_shape():
+    cache = MaskCache(max_entries=2)
+    for d in (4, 8, 12):
+        cache.get((d, 4, 4), (4, 4, 4), (2, 2, 2), "cpu")
+    assert [key[0][0] for key in cache._masks] == [8, 12]
+
+
+def test_stage_alternates_shifts_and_merges(device):
+    stage = minattn.SwinStage(8, depth=4, num_heads=2, window_size=4, downsample=minattn.PatchMerging).to(device)
+    assert [b.shift_size for b in stage.blocks] == [(0, 0, 0), (2, 2, 2)] * 2
+    out = stage(torch.randn(2, 8, 9, 7, 8, device=device))
+    assert out.shape == (2, 4, 5, 4, 16)
+
+
+def test_two_dimensional_stage():
+    stage = minattn.SwinStage(8, depth=2, num_heads=2, window_size=(4, 4), downsample=minattn.PatchMerging)
+    assert stage(torch.randn(1, 8, 8, 8)).shape == (1, 4, 4, 16)
+
+
+def test_patch_merging_concatenates_row_major_offsets():
+    merging = minattn.PatchMerging(1)
+    with torch.no_grad():
+        merging.norm.weight.fill_(1.0)
+        merging.norm.bias.zero_()
+    x = torch.arange(8.0).reshape(1, 2, 2, 2, 1)
+    merged = torch.cat([x[:, i::2, j::2, k::2] for i, j, k in itertools.product(range(2), repeat=3)], -1)
+    expected = merging.reduction(torch.nn.functional.layer_norm(merged, (8,)))
+    torch.testing.assert_close(merging(x), expected)
+
+
+def test_stage_trains(device):
+    stage = minattn.SwinStage(8, depth=2, num_heads=2, window_size=2).to(device)
+    x = torch.randn(1, 4, 4, 4, 8, device=device)
+    stage(x).square().mean().backward()
+    grads = [p.grad for p in stage.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert stage.blocks[1].attn.position_bias.table.grad.abs().sum() > 0
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="smaller than the window"):
+        minattn.SwinBlock(8, 2, window_size=4, shift_size=4)
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        minattn.SwinBlock(10, 3, window_size=4, shift_size=0)
+    block = minattn.SwinBlock(8, 2, window_size=4, shift_size=2)
+    with pytest.raises(ValueError, match="channels-last"):
+        block(torch.randn(1, 8, 6, 6, 6))  # channels-first by mistake
+    attn = minattn.WindowAttention(8, 2, 2)
+    with pytest.raises(ValueError, match="mask must be boolean"):
+        attn(torch.randn(4, 8, 8), mask=torch.zeros(2, 8, 8))
+    with pytest.raises(ValueError, match="pass window_size="):
+        attn(torch.randn(4, 5, 8))
