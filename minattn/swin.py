@@ -115,11 +115,21 @@ class SwinBlock(nn.Module):
             for a regular block, ``window // 2`` for a shifted one.
         mlp_ratio: hidden width of the MLP as a multiple of C.
         qkv_bias: learn biases for q, k, v.
+        fused: attention path, see :class:`WindowAttention` (None: the fused one).
     """
 
-    def __init__(self, dim: int, num_heads: int, window_size, shift_size, mlp_ratio: float = 4.0, qkv_bias: bool = True):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size,
+        shift_size,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        fused: bool | None = None,
+    ):
         super().__init__()
-        self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias=qkv_bias)
+        self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias=qkv_bias, fused=fused)
         self.window_size = self.attn.window_size
         self.shift_size = as_size_tuple(shift_size, len(self.window_size), "shift_size", allow_zero=True)
         check_shift(self.window_size, self.shift_size)
@@ -194,10 +204,20 @@ class SwinStage(nn.Module):
         downsample: None, or a module class called as
             ``downsample(dim=dim, spatial_dims=...)`` (e.g. :class:`PatchMerging`)
             applied after the blocks.
-        mlp_ratio, qkv_bias: passed to every :class:`SwinBlock`.
+        mlp_ratio, qkv_bias, fused: passed to every :class:`SwinBlock`.
     """
 
-    def __init__(self, dim: int, depth: int, num_heads: int, window_size, downsample=None, mlp_ratio: float = 4.0, qkv_bias: bool = True):
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size,
+        downsample=None,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        fused: bool | None = None,
+    ):
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth must be a positive int; received {depth!r}")
@@ -206,7 +226,7 @@ class SwinStage(nn.Module):
         half = tuple(w // 2 for w in window)
         self.window_size = window
         self.blocks = nn.ModuleList(
-            SwinBlock(dim, num_heads, window, (0,) * ndim if i % 2 == 0 else half, mlp_ratio, qkv_bias)
+            SwinBlock(dim, num_heads, window, (0,) * ndim if i % 2 == 0 else half, mlp_ratio, qkv_bias, fused)
             for i in range(depth)
         )
         self.downsample = downsample(dim=dim, spatial_dims=ndim) if downsample is not None else None

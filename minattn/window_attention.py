@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -18,6 +19,14 @@ from ._validate import as_size_tuple
 from .attention import scaled_dot_product_attention
 from .multihead import check_heads, merge_heads
 from .position import RelativePositionBias, monai_sliced_index, relative_position_index
+
+
+def _version(t: torch.Tensor) -> int | None:
+    """In-place modification counter of ``t``; None for inference-mode tensors, which have none."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
 
 
 class WindowAttention(nn.Module):
@@ -28,6 +37,13 @@ class WindowAttention(nn.Module):
         window_size: an int (3D) or one int per spatial axis.
         num_heads: heads; C must be divisible by it.
         qkv_bias: learn biases for the q, k, v projection.
+        fused: True to attend with PyTorch's fused
+            ``torch.nn.functional.scaled_dot_product_attention`` (bias and mask
+            folded into one additive tensor, cached while the table is
+            unchanged); False for the explicit, first-principles
+            :func:`minattn.scaled_dot_product_attention` that the course reads
+            line by line. Both give the same numbers. None (default) picks the
+            fused path, the faster one wherever it was measured.
 
     Attributes:
         qkv: ``nn.Linear(C, 3C)``; output features ``0:C`` are q, ``C:2C`` k,
@@ -40,7 +56,7 @@ class WindowAttention(nn.Module):
             window's index ``[:n, :n]`` (right only when just D shrank).
     """
 
-    def __init__(self, dim: int, window_size, num_heads: int, qkv_bias: bool = True):
+    def __init__(self, dim: int, window_size, num_heads: int, qkv_bias: bool = True, fused: bool | None = None):
         super().__init__()
         self.head_dim = check_heads(dim, num_heads)
         ndim = 3 if isinstance(window_size, int) else len(tuple(window_size))
@@ -53,6 +69,8 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.position_bias = RelativePositionBias(self.window_size, num_heads)
         self.shrunk_window_index = "geometric"
+        self.fused = True if fused is None else bool(fused)
+        self._cached_attn_mask: tuple | None = None
 
     def bias_for(self, window_size=None) -> torch.Tensor:
         """Relative position bias ``(heads, N, N)`` for a window of ``window_size``.
@@ -101,17 +119,67 @@ class WindowAttention(nn.Module):
         ``x`` is ``(B * nW, N, C)`` and ``mask`` an optional boolean ``(nW, N, N)``.
         """
         num_windows, n, _ = x.shape
-        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
-        bias = bias.to(q.dtype)  # (h, N, N), broadcast over windows
         if mask is not None:
             mask = self._check_mask(mask, num_windows, n)
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        attend = self._attend_fused if self.fused else self._attend_explicit
+        return self.proj(merge_heads(attend(q, k, v, bias, mask)))
+
+    def _attend_explicit(self, q, k, v, bias, mask):
+        """The course's path: minattn's explicit attention. q, k, v: ``(B * nW, h, N, d)``."""
+        num_windows, heads, n, head_dim = q.shape
+        bias = bias.to(q.dtype)  # (h, N, N), broadcast over windows
+        if mask is not None:
             # Group windows by volume so that window i of every volume gets mask i.
             per_volume = mask.shape[0]
             q, k, v = (t.reshape(num_windows // per_volume, per_volume, *t.shape[1:]) for t in (q, k, v))
             mask = mask[None, :, None]  # (1, nW, 1, N, N)
         out = scaled_dot_product_attention(q, k, v, mask=mask, bias=bias, scale=self.scale)
-        out = out.reshape(num_windows, self.num_heads, n, self.head_dim)
-        return self.proj(merge_heads(out))
+        return out.reshape(num_windows, heads, n, head_dim)
+
+    def _attend_fused(self, q, k, v, bias, mask):
+        """The same attention through PyTorch's fused kernels. q, k, v: ``(B * nW, h, N, d)``."""
+        num_windows, heads, n, head_dim = q.shape
+        per_volume = 1 if mask is None else mask.shape[0]
+        attn_mask = bias.to(q.dtype)[None] if mask is None else self._additive_mask(bias, mask, q.dtype)
+        if attn_mask is None:  # some query may attend to nothing: only the explicit path gives zeros there
+            return self._attend_explicit(q, k, v, bias, mask)
+        # Put each volume's windows and heads on one axis, so one (nW * h, N, N)
+        # tensor serves every volume by broadcasting, without copies.
+        q, k, v = (t.reshape(num_windows // per_volume, per_volume * heads, n, head_dim) for t in (q, k, v))
+        training = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, attn_mask))
+        if training and q.device.type == "cpu":
+            # With a mask that needs gradients, CPU SDPA runs its math path with
+            # extra guards for all-masked rows; these plain ops are faster there.
+            weights = torch.softmax((q * self.scale) @ k.transpose(-2, -1) + attn_mask, dim=-1)
+            out = weights @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
+        return out.reshape(num_windows, heads, n, head_dim)
+
+    def _additive_mask(self, bias, mask, dtype):
+        """Bias and mask as one contiguous additive tensor ``(1, nW * h, N, N)``, or None.
+
+        None means some query may attend to no key: the fused kernel would give
+        NaN there, so the caller takes the explicit path, which gives zeros.
+        The tensor depends only on the bias and the mask, so in inference it is
+        built once and reused while both stay the same (checked by identity
+        and version for the mask, by value for the bias, which is small); when
+        autograd must reach the table (training) it is rebuilt so gradients flow.
+        """
+        bias = bias.to(dtype)
+        reusable = not torch.is_grad_enabled() or not bias.requires_grad
+        cached = self._cached_attn_mask
+        if reusable and cached is not None:
+            cached_mask, version, cached_bias, combined = cached
+            if cached_mask is mask and version == _version(mask) and torch.equal(cached_bias, bias):
+                return combined
+        if not bool(mask.any(-1).all()):
+            return None
+        blocked = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+        combined = (bias[None] + blocked[:, None]).reshape(1, -1, *mask.shape[1:]).contiguous()
+        self._cached_attn_mask = (mask, _version(mask), bias.detach(), combined) if reusable else None
+        return combined
 
     @staticmethod
     def _check_mask(mask: torch.Tensor, num_windows: int, n: int) -> torch.Tensor:

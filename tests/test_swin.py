@@ -48,16 +48,17 @@ def brute_force_window_attention(x, attn, shift):
     return out[(slice(None),) + tuple(slice(0, s) for s in spatial)]
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["explicit", "fused"])
 @given(
     spatial=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6)),
     window=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
     shift_fraction=st.tuples(*(st.sampled_from([0.0, 0.34, 0.5, 0.99]),) * 3),
     heads=st.sampled_from([1, 2]),
 )
-def test_shifted_windows_equal_brute_force(spatial, window, shift_fraction, heads):
+def test_shifted_windows_equal_brute_force(fused, spatial, window, shift_fraction, heads):
     shift = tuple(int(f * w) for f, w in zip(shift_fraction, window))
     torch.manual_seed(sum(spatial) + sum(window))
-    attn = minattn.WindowAttention(4, window, heads).double()
+    attn = minattn.WindowAttention(4, window, heads, fused=fused).double()
     with torch.no_grad():
         attn.position_bias.table.normal_(0, 1.0)  # a strong bias, so a wrong lookup shows
     x = torch.randn(2, *spatial, 4, dtype=torch.float64)
@@ -164,3 +165,47 @@ def test_bad_input():
         attn(torch.randn(4, 8, 8), mask=torch.zeros(2, 8, 8))
     with pytest.raises(ValueError, match="pass window_size="):
         attn(torch.randn(4, 5, 8))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_and_explicit_paths_agree_in_inference_and_training(device, dtype):
+    torch.manual_seed(3)
+    fused = minattn.SwinStage(12, depth=2, num_heads=3, window_size=(3, 4, 4), fused=True).to(device, dtype)
+    explicit = minattn.SwinStage(12, depth=2, num_heads=3, window_size=(3, 4, 4), fused=False).to(device, dtype)
+    explicit.load_state_dict(fused.state_dict())
+    with torch.no_grad():
+        for block in (*fused.blocks, *explicit.blocks):
+            torch.manual_seed(5)
+            block.attn.position_bias.table.normal_(0, 1.0)
+    x = torch.randn(2, 7, 9, 8, 12, device=device, dtype=dtype)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), explicit(x), atol=tol, rtol=0)
+    fused(x).square().mean().backward()
+    explicit(x).square().mean().backward()
+    for (name, a), b in zip(fused.named_parameters(), explicit.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=tol, rtol=1e-4, msg=name)
+
+
+def test_fused_cache_is_rebuilt_when_the_table_changes():
+    block = minattn.SwinBlock(8, 2, window_size=2, shift_size=1).eval()
+    x = torch.randn(1, 4, 4, 4, 8)
+    with torch.no_grad():
+        before = block(x)
+        assert block(x).equal(before)  # served from the cache
+        block.attn.position_bias.table.add_(1.0 * torch.randn_like(block.attn.position_bias.table))
+        after = block(x)
+        block.attn.fused = False
+        torch.testing.assert_close(after, block(x), atol=1e-5, rtol=0)
+    assert not torch.allclose(before, after)
+
+
+def test_fused_path_gives_zeros_for_a_query_with_no_allowed_key():
+    attn = minattn.WindowAttention(4, 2, 1, fused=True)
+    mask = torch.ones(1, 8, 8, dtype=torch.bool)
+    mask[0, 3] = False
+    x = torch.randn(2, 8, 4)
+    out = attn(x, mask=mask)
+    assert torch.isfinite(out).all()
+    attn.fused = False
+    torch.testing.assert_close(out, attn(x, mask=mask), atol=1e-6, rtol=0)
