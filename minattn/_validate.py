@@ -6,6 +6,7 @@ received, so a learner sees the shape mistake instead of a wrong answer later.
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -14,29 +15,35 @@ import torch
 def as_size_tuple(value, ndim: int, name: str, *, allow_zero: bool = False) -> tuple[int, ...]:
     """Turn ``value`` (an int or a sequence of ``ndim`` ints) into a tuple of ints.
 
-    ``allow_zero`` admits zeros (shifts); otherwise every entry must be >= 1
-    (patches, windows).
+    Python, numpy and tensor integers are accepted (sizes are often computed
+    with numpy). ``allow_zero`` admits zeros (shifts); otherwise every entry
+    must be >= 1 (patches, windows).
     """
-    if isinstance(value, torch.Tensor):
-        value = value.tolist()
-    if isinstance(value, int) and not isinstance(value, bool):
+    if hasattr(value, "tolist") and not isinstance(value, numbers.Integral):
+        value = value.tolist()  # tensors and numpy arrays
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         values = (value,) * ndim
     elif isinstance(value, Sequence) and not isinstance(value, str):
         values = tuple(value)
         if len(values) != ndim:
-            raise ValueError(
-                f"{name} needs {ndim} entries, one per spatial axis; received {len(values)}: {tuple(value)}"
-            )
+            raise ValueError(f"{name} needs {ndim} entries, one per spatial axis; received {len(values)}: {values}")
     else:
         raise ValueError(f"{name} must be an int or a sequence of {ndim} ints; received {value!r}")
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in values):
+        raise ValueError(f"{name} must hold ints; received {values}")
+    values = tuple(int(v) for v in values)
     lowest = 0 if allow_zero else 1
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"{name} must hold ints; received {values}")
-        if v < lowest:
-            kind = "non-negative" if allow_zero else "positive"
-            raise ValueError(f"{name} must be {kind} along every axis; received {values}")
+    if any(v < lowest for v in values):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be {kind} along every axis; received {values}")
     return values
+
+
+def spatial_ndim(size) -> int:
+    """Number of spatial axes a size describes: 3 for a plain int (3D is the default), else its length."""
+    if isinstance(size, numbers.Integral):
+        return 3
+    return len(size.tolist() if hasattr(size, "tolist") else tuple(size))
 
 
 def check_spatial_rank(x: torch.Tensor, name: str, layout: str) -> int:

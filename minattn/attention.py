@@ -25,6 +25,11 @@ def _broadcast(shape_a, shape_b, what: str) -> torch.Size:
         raise ValueError(f"{what}: shapes {tuple(shape_a)} and {tuple(shape_b)} do not broadcast") from None
 
 
+def _check_device(t: torch.Tensor, q: torch.Tensor, name: str) -> None:
+    if t.device != q.device:
+        raise ValueError(f"{name} is on {t.device} but q, k and v are on {q.device}; move it with .to(q.device)")
+
+
 def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     """Check that q ``(..., Nq, d_k)``, k ``(..., Nk, d_k)`` and v ``(..., Nk, d_v)`` fit together."""
     for name, t in (("q", q), ("k", k), ("v", v)):
@@ -59,10 +64,12 @@ def score_shape(q, k, mask=None, bias=None) -> torch.Size:
                 f"received {getattr(mask, 'dtype', type(mask).__name__)}. Pass additive float terms as bias="
             )
         shape = _broadcast(shape, mask.shape, f"mask must broadcast to the scores {tuple(shape)}")
+        _check_device(mask, q, "mask")
     if bias is not None:
         if not isinstance(bias, torch.Tensor) or not bias.is_floating_point():
             raise ValueError(f"bias must be a floating-point tensor; received {getattr(bias, 'dtype', type(bias))}")
         shape = _broadcast(shape, bias.shape, f"bias must broadcast to the scores {tuple(shape)}")
+        _check_device(bias, q, "bias")
     return shape
 
 
@@ -109,7 +116,7 @@ def scaled_dot_product_attention(
         scores = scores + bias.to(scores.dtype)
     if mask is not None:
         # torch.where broadcasts both ways, so a mask may carry batch axes the scores lack.
-        scores = torch.where(mask.to(scores.device), scores, float("-inf"))
+        scores = torch.where(mask, scores, float("-inf"))
     weights = softmax(scores, dim=-1)
     out = weights @ v
     return (out, weights) if return_weights else out

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from ._validate import as_size_tuple, check_divisible
+from ._validate import as_size_tuple, check_divisible, spatial_ndim
 
 
 def _spatial(shape) -> tuple[int, ...]:
@@ -76,6 +76,6 @@ def windowed_attention_scores(shape, window) -> int:
 
 def patch_embed_params(patch, in_channels: int, embed_dim: int) -> int:
     """Parameters of a patch projection: ``E (prod(p) C + 1)`` (weights plus one bias per feature)."""
-    ndim = 3 if isinstance(patch, int) else len(tuple(patch))
+    ndim = spatial_ndim(patch)
     patch_t = as_size_tuple(patch, ndim, "patch")
     return _count(embed_dim, "embed_dim") * (math.prod(patch_t) * _count(in_channels, "in_channels") + 1)

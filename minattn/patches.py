@@ -14,7 +14,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ._validate import as_size_tuple, check_divisible, check_spatial_rank
+from ._validate import as_size_tuple, check_divisible, check_spatial_rank, spatial_ndim
 
 # einops patterns for 2 and 3 spatial axes. Lower-case letters before the
 # parentheses count patches along an axis; p, q, r index voxels inside a patch.
@@ -93,7 +93,7 @@ class PatchEmbed(nn.Module):
     def __init__(self, patch_size, in_channels: int, embed_dim: int, spatial_dims: int | None = None):
         super().__init__()
         if spatial_dims is None:
-            spatial_dims = 3 if isinstance(patch_size, int) else len(tuple(patch_size))
+            spatial_dims = spatial_ndim(patch_size)
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3; received {spatial_dims}")
         for name, value in (("in_channels", in_channels), ("embed_dim", embed_dim)):

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from ._validate import as_size_tuple
+from ._validate import as_size_tuple, spatial_ndim
 
 
 def _window_coords(window: tuple[int, ...], device=None) -> torch.Tensor:
@@ -41,7 +41,7 @@ def relative_position_index(window_size, table_window_size=None, device=None) ->
         ``(N, N)`` long tensor, ``N = prod(window_size)``, entries in
         ``[0, prod(2 * table_window_size - 1))``.
     """
-    ndim = 3 if isinstance(window_size, int) else len(tuple(window_size))
+    ndim = spatial_ndim(window_size)
     window = as_size_tuple(window_size, ndim, "window_size")
     table = window if table_window_size is None else as_size_tuple(table_window_size, ndim, "table_window_size")
     if any(w > t for w, t in zip(window, table)):
@@ -84,7 +84,7 @@ class RelativePositionBias(nn.Module):
 
     def __init__(self, window_size, num_heads: int):
         super().__init__()
-        ndim = 3 if isinstance(window_size, int) else len(tuple(window_size))
+        ndim = spatial_ndim(window_size)
         self.window_size = as_size_tuple(window_size, ndim, "window_size")
         if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
             raise ValueError(f"num_heads must be a positive int; received {num_heads!r}")

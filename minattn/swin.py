@@ -17,7 +17,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ._validate import as_size_tuple, check_spatial_rank
+from ._validate import as_size_tuple, check_spatial_rank, spatial_ndim
 from .window_attention import WindowAttention
 from .windows import (
     check_shift,
@@ -221,7 +221,7 @@ class SwinStage(nn.Module):
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth must be a positive int; received {depth!r}")
-        ndim = 3 if isinstance(window_size, int) else len(tuple(window_size))
+        ndim = spatial_ndim(window_size)
         window = as_size_tuple(window_size, ndim, "window_size")
         half = tuple(w // 2 for w in window)
         self.window_size = window

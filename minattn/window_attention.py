@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ._validate import as_size_tuple
+from ._validate import as_size_tuple, spatial_ndim
 from .attention import scaled_dot_product_attention
 from .multihead import check_heads, merge_heads
 from .position import RelativePositionBias, monai_sliced_index, relative_position_index
@@ -59,7 +59,7 @@ class WindowAttention(nn.Module):
     def __init__(self, dim: int, window_size, num_heads: int, qkv_bias: bool = True, fused: bool | None = None):
         super().__init__()
         self.head_dim = check_heads(dim, num_heads)
-        ndim = 3 if isinstance(window_size, int) else len(tuple(window_size))
+        ndim = spatial_ndim(window_size)
         self.window_size = as_size_tuple(window_size, ndim, "window_size")
         self.dim = dim
         self.num_heads = num_heads
@@ -71,6 +71,7 @@ class WindowAttention(nn.Module):
         self.shrunk_window_index = "geometric"
         self.fused = True if fused is None else bool(fused)
         self._cached_attn_mask: tuple | None = None
+        self._cached_blocked: tuple | None = None
 
     def bias_for(self, window_size=None) -> torch.Tensor:
         """Relative position bias ``(heads, N, N)`` for a window of ``window_size``.
@@ -139,33 +140,59 @@ class WindowAttention(nn.Module):
 
     def _attend_fused(self, q, k, v, bias, mask):
         """The same attention through PyTorch's fused kernels. q, k, v: ``(B * nW, h, N, d)``."""
+        if mask is not None and self._blocked(mask, q.dtype) is None:
+            return self._attend_explicit(q, k, v, bias, mask)  # only the explicit path gives zeros there
+        training = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, bias))
+        if training and q.device.type == "cpu":
+            return self._attend_cpu_training(q, k, v, bias, mask)
         num_windows, heads, n, head_dim = q.shape
         per_volume = 1 if mask is None else mask.shape[0]
         attn_mask = bias.to(q.dtype)[None] if mask is None else self._additive_mask(bias, mask, q.dtype)
-        if attn_mask is None:  # some query may attend to nothing: only the explicit path gives zeros there
-            return self._attend_explicit(q, k, v, bias, mask)
         # Put each volume's windows and heads on one axis, so one (nW * h, N, N)
         # tensor serves every volume by broadcasting, without copies.
         q, k, v = (t.reshape(num_windows // per_volume, per_volume * heads, n, head_dim) for t in (q, k, v))
-        training = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, attn_mask))
-        if training and q.device.type == "cpu":
-            # With a mask that needs gradients, CPU SDPA runs its math path with
-            # extra guards for all-masked rows; these plain ops are faster there.
-            weights = torch.softmax((q * self.scale) @ k.transpose(-2, -1) + attn_mask, dim=-1)
-            out = weights @ v
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
         return out.reshape(num_windows, heads, n, head_dim)
 
-    def _additive_mask(self, bias, mask, dtype):
-        """Bias and mask as one contiguous additive tensor ``(1, nW * h, N, N)``, or None.
+    def _attend_cpu_training(self, q, k, v, bias, mask):
+        """Training on CPU: plain ops with the bias and mask added in place.
 
-        None means some query may attend to no key: the fused kernel would give
-        NaN there, so the caller takes the explicit path, which gives zeros.
-        The tensor depends only on the bias and the mask, so in inference it is
-        built once and reused while both stay the same (checked by identity
-        and version for the mask, by value for the bias, which is small); when
-        autograd must reach the table (training) it is rebuilt so gradients flow.
+        With a mask that needs gradients, CPU SDPA runs its math path plus
+        guards for all-masked rows; adding the bias and the cached mask in
+        place to the one score tensor saves two N^2 allocations per window.
+        """
+        num_windows, heads, n, head_dim = q.shape
+        scores = (q * self.scale) @ k.transpose(-2, -1)  # (B * nW, h, N, N)
+        scores.add_(bias.to(q.dtype))  # matmul's backward needs its inputs only, so in place is safe
+        if mask is not None:
+            per_volume = mask.shape[0]
+            scores = scores.view(num_windows // per_volume, per_volume, heads, n, n)
+            scores.add_(self._blocked(mask, q.dtype)[:, None])  # (nW, 1, N, N)
+            scores = scores.view(num_windows, heads, n, n)
+        return torch.softmax(scores, dim=-1) @ v
+
+    def _blocked(self, mask, dtype):
+        """The boolean mask as an additive ``(nW, N, N)`` tensor, 0 or -inf, cached per mask; None if a row is empty.
+
+        A query with no allowed key would get NaN from a softmax of all -inf,
+        so such masks are left to the explicit path, which gives zeros.
+        """
+        cached = self._cached_blocked
+        if cached is not None and cached[0] is mask and cached[1] == _version(mask) and cached[2].dtype == dtype:
+            return cached[2]
+        if not bool(mask.any(-1).all()):
+            return None
+        blocked = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+        self._cached_blocked = (mask, _version(mask), blocked)
+        return blocked
+
+    def _additive_mask(self, bias, mask, dtype):
+        """Bias and mask as one contiguous additive tensor ``(1, nW * h, N, N)`` for the fused kernel.
+
+        It depends only on the bias and the mask, so in inference it is built
+        once and reused while both stay the same (checked by identity and
+        version for the mask, by value for the bias, which is small); when
+        autograd must reach the table it is rebuilt so gradients flow.
         """
         bias = bias.to(dtype)
         reusable = not torch.is_grad_enabled() or not bias.requires_grad
@@ -174,10 +201,7 @@ class WindowAttention(nn.Module):
             cached_mask, version, cached_bias, combined = cached
             if cached_mask is mask and version == _version(mask) and torch.equal(cached_bias, bias):
                 return combined
-        if not bool(mask.any(-1).all()):
-            return None
-        blocked = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
-        combined = (bias[None] + blocked[:, None]).reshape(1, -1, *mask.shape[1:]).contiguous()
+        combined = (bias[None] + self._blocked(mask, dtype)[:, None]).reshape(1, -1, *mask.shape[1:]).contiguous()
         self._cached_attn_mask = (mask, _version(mask), bias.detach(), combined) if reusable else None
         return combined
 

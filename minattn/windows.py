@@ -10,6 +10,7 @@ the far side from attending to their new, unrelated neighbours.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import torch
@@ -101,12 +102,14 @@ def cyclic_shift(x: torch.Tensor, shift) -> torch.Tensor:
 
 
 def _as_signed_tuple(shift, ndim: int) -> tuple[int, ...]:
-    if isinstance(shift, int) and not isinstance(shift, bool):
-        return (shift,) * ndim
+    if hasattr(shift, "tolist") and not isinstance(shift, numbers.Integral):
+        shift = shift.tolist()
+    if isinstance(shift, numbers.Integral) and not isinstance(shift, bool):
+        return (int(shift),) * ndim
     values = tuple(shift)
-    if len(values) != ndim or any(isinstance(s, bool) or not isinstance(s, int) for s in values):
+    if len(values) != ndim or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in values):
         raise ValueError(f"shift must be an int or {ndim} ints, one per spatial axis; received {shift!r}")
-    return values
+    return tuple(int(s) for s in values)
 
 
 def effective_window_and_shift(spatial_shape: Sequence[int], window_size, shift_size):

@@ -163,3 +163,11 @@ def test_memory_budget_is_settable_and_restored():
     minattn.scaled_dot_product_attention(q, q, q)
     with pytest.raises(ValueError, match="positive"):
         minattn.set_memory_budget(0)
+
+
+def test_mask_and_bias_on_another_device_are_refused():
+    q = k = v = torch.randn(4, 8)
+    with pytest.raises(ValueError, match="mask is on meta"):
+        minattn.scaled_dot_product_attention(q, k, v, mask=torch.ones(4, 4, dtype=torch.bool, device="meta"))
+    with pytest.raises(ValueError, match="bias is on meta"):
+        minattn.scaled_dot_product_attention(q, k, v, bias=torch.zeros(4, 4, device="meta"))

@@ -89,3 +89,11 @@ def test_bad_input_names_the_shapes():
         minattn.PatchEmbed(2, 4, 8)(torch.zeros(1, 1, 4, 4, 4))
     with pytest.raises(ValueError, match="kernel_size == stride"):
         minattn.PatchEmbed.from_conv(nn.Conv3d(1, 4, 3, 1))
+
+
+def test_numpy_integer_sizes_are_accepted():
+    import numpy as np
+
+    x = torch.randn(1, 1, 4, 4, 4)
+    assert torch.equal(minattn.patchify(x, np.int64(2)), minattn.patchify(x, 2))
+    assert torch.equal(minattn.patchify(x, np.array([2, 2, 4])), minattn.patchify(x, (2, 2, 4)))

@@ -1,0 +1,49 @@
+"""Shared helpers for the benchmark scripts: timing, machine description, tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def describe_machine(device: torch.device) -> str:
+    """One line naming the device, the CPU count and the versions."""
+    if device.type == "cuda":
+        where = f"{torch.cuda.get_device_name(device)}"
+    else:
+        where = f"CPU {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    return f"{where}; Python {platform.python_version()}; torch {torch.__version__}"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], device: torch.device, repeats: int = 5, warmup: int = 1) -> tuple[float, float]:
+    """Median and spread (max - min) of ``repeats`` timed calls, in seconds, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), max(times) - min(times)
+
+
+def fmt_ms(seconds: float, spread: float) -> str:
+    return f"{seconds * 1e3:.1f} ± {spread * 1e3 / 2:.1f} ms"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
