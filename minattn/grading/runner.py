@@ -13,15 +13,19 @@ timeout feedback tells the learner to restart the kernel if things get slow.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import inspect
 import os
+import re
 import sys
 import sysconfig
 import threading
 import traceback
 from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 _GRADER_DIR = os.path.dirname(os.path.abspath(__file__))
 _PACKAGE_DIR = os.path.dirname(_GRADER_DIR)
@@ -55,17 +59,18 @@ def call_with_timeout(fn, args=(), kwargs=None, timeout: float = 10.0) -> Outcom
     kwargs = {} if kwargs is None else kwargs
     box: dict[str, Any] = {}
     done = threading.Event()
+    cuda_device = _current_cuda_device()
 
     def target():
-        try:
+        # The outer suppress: a stop request that arrives late must not print a thread traceback.
+        with contextlib.suppress(BaseException):
             try:
+                _enter_cuda_device(cuda_device)
                 box["value"] = fn(*args, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - everything the learner raises is reported
                 box["error"] = exc
             finally:
                 done.set()
-        except BaseException:  # noqa: BLE001 - a late stop request must not print a thread traceback
-            pass
 
     thread = threading.Thread(target=target, name="minattn-grading-learner", daemon=True)
     thread.start()
@@ -74,6 +79,25 @@ def call_with_timeout(fn, args=(), kwargs=None, timeout: float = 10.0) -> Outcom
     if "error" in box:
         return Outcome("raised", error=box["error"])
     return Outcome("returned", value=box.get("value"))
+
+
+def _current_cuda_device() -> int | None:
+    try:
+        return torch.cuda.current_device() if torch.cuda.is_initialized() else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _enter_cuda_device(device: int | None) -> None:
+    """Make the caller's CUDA device current in this (new) thread.
+
+    A new thread has no current CUDA context; without this, cuBLAS warns "no
+    current CUDA context" on the learner's first matrix product.
+    """
+    if device is None:
+        return
+    with contextlib.suppress(Exception):  # the learner's code will then meet the problem itself
+        torch.cuda.set_device(device)
 
 
 def _try_to_stop(thread: threading.Thread, wait: float = 0.3) -> bool:
@@ -141,7 +165,24 @@ def _is_library(filename: str) -> bool:
     return os.path.abspath(filename).startswith(_LIBRARY_DIRS)
 
 
+_CELL_FILE = re.compile(r"ipykernel_\d+[/\\]\d+\.py$")
+
+
+def _cell_name(filename: str) -> str | None:
+    """``"Cell In[3]"`` for code typed in a Jupyter cell, as IPython names it; None elsewhere."""
+    if not _CELL_FILE.search(filename):
+        return None
+    number = None
+    with contextlib.suppress(Exception):  # IPython internals may change: fall back to a plain name
+        shell = sys.modules["IPython"].get_ipython()
+        number = shell.compile._filename_map.get(filename)  # filled by IPython for every cell it runs
+    return f"Cell In[{number}]" if number is not None else "a notebook cell"
+
+
 def _short_name(filename: str) -> str:
+    cell = _cell_name(filename)
+    if cell:
+        return cell
     absolute = os.path.abspath(filename) if not filename.startswith("<") else filename
     for directory in _LIBRARY_DIRS:
         if absolute.startswith(directory):
@@ -167,7 +208,9 @@ def format_exception(exc: BaseException, max_lines: int = 8, max_message: int = 
     """A short traceback (at most ``max_lines`` frame lines) and the exception's message."""
     lines: list[str] = []
     for frame in learner_frames(exc):
-        lines.append(f'  File "{_short_name(frame.filename)}", line {frame.lineno}, in {frame.name}')
+        name = _short_name(frame.filename)
+        place = name if name.startswith(("Cell In[", "a notebook cell")) else f'File "{name}"'
+        lines.append(f"  {place}, line {frame.lineno}, in {frame.name}")
         if frame.line:
             lines.append(f"    {frame.line.strip()}")
     if len(lines) > max_lines:
