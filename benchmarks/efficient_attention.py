@@ -103,7 +103,8 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed runs per case (default 3, or 1 when N > 32768)")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (fixed for comparable CPU figures)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch.set_num_threads (fixed, so CPU figures compare)")
     parser.add_argument("--dim", type=int, default=32, help="d = d_k = d_v")
     parser.add_argument("--heads", type=int, default=1)
     parser.add_argument("--dtype", default="float32")

@@ -2,13 +2,17 @@
 
 Modules follow the course: softmax -> attention -> patches -> windows ->
 multihead -> position -> window_attention -> swin, with cost calculators in
-``minattn.cost`` and converters from PyTorch and MONAI in ``minattn.interop``.
+``minattn.cost``, exact attention past the memory wall in ``minattn.efficient``
+and converters from PyTorch and MONAI in ``minattn.interop``. The lessons'
+data are in ``minattn.data``, their explorers in ``minattn.explore`` and the
+exercise checks in ``minattn.grading``.
 Grids inside blocks are channels-last ``(B, D, H, W, C)``; images enter
 channels-first ``(B, C, D, H, W)``; 2D works wherever 3D does.
 """
 
 from . import cost, interop
 from .attention import scaled_dot_product_attention
+from .efficient import attention, memory_efficient_attention
 from .memory import AttentionMemoryError, get_memory_budget, memory_budget, set_memory_budget
 from .multihead import MultiHeadAttention, merge_heads, split_heads
 from .patches import PatchEmbed, patchify, unpatchify
@@ -37,11 +41,13 @@ __all__ = [
     "SwinBlock",
     "SwinStage",
     "WindowAttention",
+    "attention",
     "cost",
     "cyclic_shift",
     "effective_window_and_shift",
     "get_memory_budget",
     "memory_budget",
+    "memory_efficient_attention",
     "merge_heads",
     "pad_to_windows",
     "patchify",

@@ -112,8 +112,9 @@ def memory_efficient_attention(
     but the (Nq, Nk) score matrix never exists: queries are taken ``chunk_size``
     rows at a time and, for each, keys ``chunk_size`` columns at a time, with a
     running maximum, normaliser and output rescaled as the module docstring
-    derives. The memory guard is not consulted: peak extra memory is one
-    ``(..., chunk_size, chunk_size)`` tile plus the running state.
+    derives. The memory guard is not consulted: the largest temporaries are a
+    few ``(..., chunk_size, chunk_size)`` tiles (scores, their exponentials),
+    plus running state and output that grow only linearly with Nq.
 
     Args:
         q: queries ``(..., Nq, d_k)``.
@@ -138,8 +139,8 @@ def memory_efficient_attention(
         Autograd works through the loop, but it saves every tile for the
         backward pass, so training through this function costs O(Nq * Nk)
         memory again (FlashAttention avoids that by recomputing tiles in a
-        hand-written backward). For inference at large N, call it under
-        ``torch.no_grad()``.
+        hand-written backward). At large N, run inputs that require grad
+        under ``torch.no_grad()`` when no gradient is needed.
     """
     check_qkv(q, k, v)
     shape = score_shape(q, k, mask, bias)  # (..., Nq, Nk): validated, never allocated
@@ -293,6 +294,13 @@ def attention(
     has_mask = mask is not None or bias is not None
     if over_budget and has_mask and q.device.type == "cpu":
         return memory_efficient_attention(q, k, v, mask=mask, bias=bias, scale=scale)
+    if over_budget and mask is not None and bias is not None:
+        # Merging them below allocates their broadcast shape, e.g. (B, heads, Nq, Nk)
+        # from a (B, 1, Nq, Nk) mask and a (heads, Nq, Nk) bias: that can be the
+        # full score matrix's size again.
+        merged = math.prod(torch.broadcast_shapes(mask.shape, bias.shape)) * q.element_size()
+        if merged > get_memory_budget():
+            return memory_efficient_attention(q, k, v, mask=mask, bias=bias, scale=scale)
 
     # One attn_mask for torch: boolean with the same convention, or a float
     # bias with -inf where the mask forbids.

@@ -56,7 +56,12 @@ def format_bytes(num_bytes: int) -> str:
 
 
 def check_score_matrix_fits(shape: tuple[int, ...], element_size: int) -> None:
-    """Raise :class:`AttentionMemoryError` if a tensor of ``shape`` exceeds the budget."""
+    """Raise :class:`AttentionMemoryError` if a tensor of ``shape`` exceeds the budget.
+
+    The budget bounds one score matrix. The explicit path keeps a few
+    matrices of that size alive at once (scores, exponentials, weights), so
+    its peak is a small multiple of the budget.
+    """
     needed = math.prod(shape) * element_size
     if needed > _budget_bytes:
         raise AttentionMemoryError(

@@ -1,0 +1,34 @@
+"""Interactive explorers for the course: ipywidgets + matplotlib, no JavaScript from the internet.
+
+Each function returns a widget (an ``ipywidgets.VBox``) to display in a
+notebook. Every explorer exposes ``.controls`` (name -> widget) and ``.state``
+(what it currently shows), so it can be driven from code and tested headlessly::
+
+    from minattn.explore import window_explorer
+    w = window_explorer()
+    w                                   # display it
+    w.controls["shifted"].value = True  # or drive it from code
+    w.state["allowed"]                  # the tokens the picked token may attend to
+
+The figure is drawn with Agg and shown as a PNG that is replaced in place on
+every change, so it works the same under ``%matplotlib inline``, with
+``ipympl`` or with no backend at all.
+"""
+
+from .attention import attention_explorer
+from .cost import cost_explorer
+from .heads import heads_explorer
+from .patches import patch_explorer
+from .receptive_field import receptive_field_explorer
+from .relative_bias import relative_bias_explorer
+from .windows import window_explorer
+
+__all__ = [
+    "attention_explorer",
+    "cost_explorer",
+    "heads_explorer",
+    "patch_explorer",
+    "receptive_field_explorer",
+    "relative_bias_explorer",
+    "window_explorer",
+]
