@@ -321,6 +321,10 @@ def attention(
     B, H = _four_d_batch(batch)
     q4, k4, v4 = (_fold_to_4d(t, batch).expand(B, H, -1, -1) for t in (q, k, v))
     m4 = None if attn_mask is None else _fold_to_4d(attn_mask, batch)
+    if m4 is not None and (m4.shape[-1] != k4.shape[-2] or m4.stride(-1) != 1):
+        # CUDA kernels need the mask's key axis laid out in memory: a mask that
+        # broadcasts over keys (one value per query) is written out along it.
+        m4 = m4.expand(*m4.shape[:-1], k4.shape[-2]).contiguous()
 
     if not over_budget:
         out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=m4, scale=scale)
