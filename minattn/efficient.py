@@ -162,6 +162,11 @@ def memory_efficient_attention(
 
     n_q, n_k, d_v = shape[-2], shape[-1], v.shape[-1]
     score_batch = shape[:-2]
+    # Without autograd the tiles may be overwritten in place, which saves a
+    # tile-sized allocation and a pass over memory for each step below.
+    tracked = (q, k, v) if bias is None else (q, k, v, bias)
+    in_place = not (torch.is_grad_enabled() and any(t.requires_grad for t in tracked))
+    k_t = k.transpose(-2, -1)
     out_tiles = []
     for q0 in range(0, n_q, chunk_size):
         rows = slice(q0, min(q0 + chunk_size, n_q))
@@ -174,9 +179,9 @@ def memory_efficient_attention(
 
         for k0 in range(0, n_k, chunk_size):
             cols = slice(k0, min(k0 + chunk_size, n_k))
-            scores = q_tile @ k[..., cols, :].transpose(-2, -1)  # (..., r, c): the only score tile alive
+            scores = q_tile @ k_t[..., cols]  # (..., r, c): the only score tile alive
             if bias is not None:
-                scores = scores + _tile(bias, rows, cols)
+                scores = scores.add_(_tile(bias, rows, cols)) if in_place else scores + _tile(bias, rows, cols)
             if mask is not None:
                 scores = torch.where(_tile(mask, rows, cols), scores, float("-inf"))
 
@@ -187,7 +192,8 @@ def memory_efficient_attention(
             # Rows with every key so far masked have max -inf; shift them by 0
             # instead, so that no -inf - -inf = NaN appears (their terms are 0).
             shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
-            p = torch.exp(scores - shift)  # (..., r, c), entries in [0, 1]
+            # p = exp(scores - shift), entries in [0, 1]
+            p = scores.sub_(shift).exp_() if in_place else torch.exp(scores - shift)
             alpha = torch.exp(row_max - shift)  # rescales the old sums; exp(-inf) = 0 while still empty
             normaliser = alpha * normaliser + p.sum(dim=-1, keepdim=True)
             acc = alpha * acc + p @ v[..., cols, :]

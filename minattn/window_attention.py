@@ -162,14 +162,17 @@ class WindowAttention(nn.Module):
         place to the one score tensor saves two N^2 allocations per window.
         """
         num_windows, heads, n, head_dim = q.shape
-        scores = (q * self.scale) @ k.transpose(-2, -1)  # (B * nW, h, N, N)
+        per_volume = 1 if mask is None else mask.shape[0]
+        # Group windows by volume first, so the scores are born in that shape:
+        # an in-place add on a *view* of them would make autograd copy the
+        # whole N^2 gradient in the backward pass.
+        q, k, v = (t.reshape(num_windows // per_volume, per_volume, heads, n, head_dim) for t in (q, k, v))
+        scores = (q * self.scale) @ k.transpose(-2, -1)  # (B, nW, h, N, N)
         scores.add_(bias.to(q.dtype))  # matmul's backward needs its inputs only, so in place is safe
         if mask is not None:
-            per_volume = mask.shape[0]
-            scores = scores.view(num_windows // per_volume, per_volume, heads, n, n)
             scores.add_(self._blocked(mask, q.dtype)[:, None])  # (nW, 1, N, N)
-            scores = scores.view(num_windows, heads, n, n)
-        return torch.softmax(scores, dim=-1) @ v
+        out = torch.softmax(scores, dim=-1) @ v
+        return out.reshape(num_windows, heads, n, head_dim)
 
     def _blocked(self, mask, dtype):
         """The boolean mask as an additive ``(nW, N, N)`` tensor, 0 or -inf, cached per mask; None if a row is empty.
