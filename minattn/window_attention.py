@@ -72,6 +72,11 @@ class WindowAttention(nn.Module):
         self.fused = True if fused is None else bool(fused)
         self._cached_attn_mask: tuple | None = None
         self._cached_blocked: tuple | None = None
+        # Set record_weights = True to keep the attention weights of the last
+        # call in last_weights, (B * nW, heads, N, N), for attention maps and
+        # rollout; recording takes the explicit path, which computes them.
+        self.record_weights = False
+        self.last_weights: torch.Tensor | None = None
 
     def bias_for(self, window_size=None) -> torch.Tensor:
         """Relative position bias ``(heads, N, N)`` for a window of ``window_size``.
@@ -123,7 +128,7 @@ class WindowAttention(nn.Module):
         if mask is not None:
             mask = self._check_mask(mask, num_windows, n)
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
-        attend = self._attend_fused if self.fused else self._attend_explicit
+        attend = self._attend_fused if self.fused and not self.record_weights else self._attend_explicit
         return self.proj(merge_heads(attend(q, k, v, bias, mask)))
 
     def _attend_explicit(self, q, k, v, bias, mask):
@@ -135,7 +140,9 @@ class WindowAttention(nn.Module):
             per_volume = mask.shape[0]
             q, k, v = (t.reshape(num_windows // per_volume, per_volume, *t.shape[1:]) for t in (q, k, v))
             mask = mask[None, :, None]  # (1, nW, 1, N, N)
-        out = scaled_dot_product_attention(q, k, v, mask=mask, bias=bias, scale=self.scale)
+        out, weights = scaled_dot_product_attention(q, k, v, mask=mask, bias=bias, scale=self.scale, return_weights=True)
+        if self.record_weights:
+            self.last_weights = weights.reshape(num_windows, heads, n, n)
         return out.reshape(num_windows, heads, n, head_dim)
 
     def _attend_fused(self, q, k, v, bias, mask):

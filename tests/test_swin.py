@@ -209,3 +209,18 @@ def test_fused_path_gives_zeros_for_a_query_with_no_allowed_key():
     assert torch.isfinite(out).all()
     attn.fused = False
     torch.testing.assert_close(out, attn(x, mask=mask), atol=1e-6, rtol=0)
+
+
+def test_recorded_weights_are_the_attention_of_each_window():
+    attn = minattn.WindowAttention(8, 2, 2)
+    x = torch.randn(3, 8, 8)
+    mask = torch.rand(3, 8, 8) > 0.5
+    mask |= torch.eye(8, dtype=torch.bool)
+    attn.record_weights = True
+    out = attn(x, mask=mask)
+    weights = attn.last_weights
+    assert weights.shape == (3, 2, 8, 8)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 2, 8))
+    assert torch.all(weights.masked_select(~mask[:, None].expand_as(weights)) == 0)
+    attn.record_weights = False
+    torch.testing.assert_close(attn(x, mask=mask), out, atol=1e-5, rtol=0)  # the fused path agrees
