@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab course/
+	$(BIN)/jupyter lab course/00-start-here.ipynb
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
