@@ -256,3 +256,16 @@ def test_learner_names_and_matching(tmp_path):
     assert batch._match(tmp_path / "bob.ipynb", nb, [reference, other]) is other  # by grade_id
     assert batch._match(tmp_path / "bob_03-softmax.ipynb", nb, [reference, other]) is reference  # by name
     assert batch._match(tmp_path / "bob.ipynb", None, [reference, other]) is None
+
+
+def test_invalid_json_with_an_unrecognisable_name_is_still_an_invalid_notebook(tmp_path):
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    for name in ("01-a", "02-b"):  # two references, so the name alone cannot pick one
+        nb = new_notebook(cells=[new_code_cell("x = 1", metadata=meta(f"{name}-x", points=1))])
+        (solutions / f"{name}.ipynb").write_text(nbformat.writes(nb))
+    broken = tmp_path / "zoe.ipynb"
+    broken.write_text('{"cells": [')
+    (grade,) = batch.grade_submissions([broken], solutions=solutions, progress=False)
+    assert grade.error_status == "invalid notebook" and "not a valid notebook" in grade.error
+    assert grade.learner == "zoe"

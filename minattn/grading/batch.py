@@ -507,6 +507,8 @@ def grade_notebook(
     path = Path(path)
     nb, problem = _read_submission(path)
     reference = _match(path, nb, references or [])
+    if nb is None and reference is None:  # unreadable and unnamed: still one clear row for the learner
+        return SubmissionGrade(path.stem, "", str(path), error=f"not a valid notebook, so nothing could be graded: {problem}")
     if references and reference is None:
         names = ", ".join(r.name for r in references)
         return SubmissionGrade(
