@@ -21,12 +21,15 @@ from .heads import heads_explorer
 from .patches import patch_explorer
 from .receptive_field import receptive_field_explorer
 from .relative_bias import relative_bias_explorer
+from .temperature import hopfield_explorer, kernel_regression_explorer
 from .windows import window_explorer
 
 __all__ = [
     "attention_explorer",
     "cost_explorer",
     "heads_explorer",
+    "hopfield_explorer",
+    "kernel_regression_explorer",
     "patch_explorer",
     "receptive_field_explorer",
     "relative_bias_explorer",
