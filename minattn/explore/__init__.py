@@ -18,6 +18,7 @@ every change, so it works the same under ``%matplotlib inline``, with
 from .attention import attention_explorer
 from .cost import cost_explorer
 from .heads import heads_explorer
+from .mil import mil_explorer
 from .patches import patch_explorer
 from .receptive_field import receptive_field_explorer
 from .relative_bias import relative_bias_explorer
@@ -30,6 +31,7 @@ __all__ = [
     "heads_explorer",
     "hopfield_explorer",
     "kernel_regression_explorer",
+    "mil_explorer",
     "patch_explorer",
     "receptive_field_explorer",
     "relative_bias_explorer",
