@@ -46,6 +46,7 @@ __all__ = [
     "cyclic_shift",
     "effective_window_and_shift",
     "get_memory_budget",
+    "interop",
     "memory_budget",
     "memory_efficient_attention",
     "merge_heads",

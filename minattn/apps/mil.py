@@ -518,7 +518,6 @@ def train_mil(
     model.encoder.fit(bags.features)
     order_gen = torch.Generator().manual_seed(seed + 1)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    n = len(bags)
     history = {"loss": [], "parameters": sum(p.numel() for p in model.parameters())}
     start = time.perf_counter()
     if progress:
