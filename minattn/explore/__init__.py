@@ -16,6 +16,7 @@ every change, so it works the same under ``%matplotlib inline``, with
 """
 
 from .attention import attention_explorer
+from .attention_maps import attention_map_explorer
 from .cost import cost_explorer
 from .heads import heads_explorer
 from .mil import mil_explorer
@@ -27,6 +28,7 @@ from .windows import window_explorer
 
 __all__ = [
     "attention_explorer",
+    "attention_map_explorer",
     "cost_explorer",
     "heads_explorer",
     "hopfield_explorer",
