@@ -1,4 +1,4 @@
-"""Time exact attention at the seed's N = 131,072 tokens, where the explicit path refuses.
+"""Time exact attention at the course's N = 131,072 tokens, where the explicit path refuses.
 
 Compares, for one head of q, k, v ``(1, 1, N, d)``:
 

@@ -1,6 +1,6 @@
 """What attention costs, as plain integers.
 
-These calculators reproduce the seed's figures exactly, e.g.::
+These calculators reproduce the course's figures exactly, e.g.::
 
     >>> num_tokens((256, 256, 96), 8)
     12288

@@ -144,7 +144,7 @@ def test_mixed_dtypes_are_refused():
 
 
 def test_memory_guard_refuses_the_seed_matrix_before_allocating():
-    # 131,072 tokens: the 64 GiB score matrix of the seed. Only the tiny q is real;
+    # 131,072 tokens: the 64 GiB score matrix of lesson 04. Only the tiny q is real;
     # k is an expanded view, so nothing large exists unless attention allocates it.
     n = 131_072
     q = torch.zeros(n, 32)

@@ -1,4 +1,4 @@
-"""The cost calculators reproduce the seed's figures exactly."""
+"""The cost calculators reproduce the course's figures exactly."""
 
 import pytest
 import torch

@@ -84,7 +84,7 @@ def test_patch_explorer_default_volume_is_the_mni152_template():
     assert explorer.state["shape"] == (95, 117, 99)
     assert explorer.state["fitted_shape"] == (96, 120, 104)  # padded to multiples of 8
     assert explorer.state["tokens"] == cost.num_tokens((96, 120, 104), 8) == 2340
-    assert explorer.state["params"] == 65_664  # the seed's E (p^3 C + 1) for p = 8, C = 1, E = 128
+    assert explorer.state["params"] == 65_664  # the course's E (p^3 C + 1) for p = 8, C = 1, E = 128
 
 
 # 1. Attention --------------------------------------------------------------------------------------

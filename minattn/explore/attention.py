@@ -1,6 +1,6 @@
 """Explorer 1: queries, keys, scores, softmax weights and outputs.
 
-Pick the seed's worked example (two queries, three keys: q1 = k1, q2 = k2 and
+Pick the course's worked example (two queries, three keys: q1 = k1, q2 = k2 and
 k3 equally similar to both), type your own Q, K and V, or draw random vectors
 of growing dimension d_k. Three heatmaps show the score matrix, the softmax
 weights and the outputs with their numbers; a fourth panel shows how the
@@ -25,7 +25,7 @@ from ._base import Explorer, ExplorerError, Heatmap
 
 __all__ = ["attention_explorer", "AttentionExplorer", "SEED_EXAMPLE", "parse_matrix"]
 
-# The seed's example: q1 = k1, q2 = k2; k3 has the same dot product with both
+# The course's example: q1 = k1, q2 = k2; k3 has the same dot product with both
 # queries as their own keys do, so each query splits its weight between its own
 # value and v3. One-hot values make each output row read as "how much of v1, v2, v3".
 SEED_EXAMPLE = {
@@ -70,7 +70,7 @@ class AttentionExplorer(Explorer):
         controls = {
             "preset": widgets.Dropdown(
                 options=[
-                    ("seed example: q1 = k1, q2 = k2, k3 shared", "seed"),
+                    ("worked example: q1 = k1, q2 = k2, k3 shared", "seed"),
                     ("random vectors (d_k slider)", "random"),
                     ("custom (edit Q, K, V)", "custom"),
                 ],

@@ -4,7 +4,7 @@ Volume shape, patch size, window, dtype, heads and a memory limit go in;
 tokens, score entries, the bytes of the score matrices and the FLOPs of
 ``QK^T`` and ``AV`` come out, for global attention and for window attention,
 with whether each fits in the memory given. Every number comes from
-:mod:`minattn.cost`; the presets are the seed's examples.
+:mod:`minattn.cost`; the presets are the course's examples.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ PRESETS = {
     "seed_ct": dict(D=96, H=256, W=256, patch=8, window=8, dtype="float32", heads=1, head_dim=32),
 }
 _PRESET_NAMES = [
-    ("seed: 32x64x64 feature map -> 131,072 tokens, 64 GiB", "seed_feature_map"),
-    ("seed: 128^3 tokens, 8^3 windows -> 4096x fewer scores", "seed_windows"),
+    ("example: 32x64x64 feature map -> 131,072 tokens, 64 GiB", "seed_feature_map"),
+    ("example: 128^3 tokens, 8^3 windows -> 4096x fewer scores", "seed_windows"),
     ("seed: 256x256x96 CT, 8^3 patches -> 12,288 tokens", "seed_ct"),
     ("custom", "custom"),
 ]

@@ -15,7 +15,7 @@ recognisable specialist: its queries and keys read one block of features.
 
 A temperature per head divides that head's scores (it scales the head's block
 of query weights): low T gives a sharp head that picks a few exact matches,
-high T a soft head that averages broadly, the seed's sharp and soft
+high T a soft head that averages broadly, the course's sharp and soft
 specialists. Each panel shows where the picked query token looks.
 """
 
