@@ -10,14 +10,13 @@ memory budget (2 GiB); those cells read "refused".
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import torch
 import torch.nn.functional as F
 
 import minattn
-from common import describe_machine, fmt_ms, markdown_table, time_call
+from common import benchmark_arguments, describe_machine, fmt_ms, markdown_table, time_call
 
 
 def naive_attention(q, k, v):
@@ -27,14 +26,7 @@ def naive_attention(q, k, v):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="small N only, for a smoke run")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = benchmark_arguments(__doc__)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     sizes = [256, 512] if args.quick else [1024, 4096, 16384]
     methods = {

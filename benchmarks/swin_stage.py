@@ -10,12 +10,11 @@ checks that the outputs agree before timing anything.
 
 from __future__ import annotations
 
-import argparse
 
 import torch
 from monai.networks.nets import swin_unetr as monai_swin
 
-from common import describe_machine, fmt_ms, markdown_table, time_call
+from common import benchmark_arguments, describe_machine, fmt_ms, markdown_table, time_call
 from minattn.interop import from_monai
 
 
@@ -25,14 +24,7 @@ def set_fused(adapter, fused: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = benchmark_arguments(__doc__)
     torch.manual_seed(0)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     size, repeats = (8, 1) if args.quick else (32, args.repeats)

@@ -31,33 +31,32 @@ def _ladder_index(unit: str | None, ladder) -> int | None:
     return lowered.index(key) if key in lowered else None
 
 
-def _binary(k: int, too_big: bool, unit: str | None) -> str:
-    factor = f"1024**{k}" if k > 1 else "1024"
-    i = _ladder_index(unit, BINARY)
+def _ladder_slip(k: int, too_big: bool, unit: str | None, ladder, base: int, explanation: str) -> str:
+    """Feedback for an answer off by ``base**k``: name the unit it looks like when ``unit`` is on ``ladder``."""
+    factor = f"{base}**{k}" if k > 1 else str(base)
+    i = _ladder_index(unit, ladder)
     if i is not None:
         j = i - k if too_big else i + k
-        if 0 <= j < len(BINARY):
+        if 0 <= j < len(ladder):
             fix = "divide by" if too_big else "multiply by"
-            return f"it looks like {BINARY[j]}, but the question asks for {unit}: {fix} {factor}"
+            return f"it looks like {ladder[j]}, but the question asks for {unit}: {fix} {factor}"
     direction = "too large" if too_big else "too small"
-    return (
-        f"it is exactly {factor} (2**{10 * k}) times {direction}: "
-        "a binary unit slip (bytes, KiB, MiB, GiB differ by 1024 each)"
+    return explanation.format(factor=factor, direction=direction)
+
+
+def _binary(k: int, too_big: bool, unit: str | None) -> str:
+    return _ladder_slip(
+        k, too_big, unit, BINARY, 1024,
+        f"it is exactly {{factor}} (2**{10 * k}) times {{direction}}: "
+        "a binary unit slip (bytes, KiB, MiB, GiB differ by 1024 each)",
     )
 
 
 def _decimal(k: int, too_big: bool, unit: str | None) -> str:
-    factor = f"1000**{k}" if k > 1 else "1000"
-    i = _ladder_index(unit, DECIMAL)
-    if i is not None:
-        j = i - k if too_big else i + k
-        if 0 <= j < len(DECIMAL):
-            fix = "divide by" if too_big else "multiply by"
-            return f"it looks like {DECIMAL[j]}, but the question asks for {unit}: {fix} {factor}"
-    direction = "too large" if too_big else "too small"
-    return (
-        f"it is exactly {factor} times {direction}: a {_POWER_NAMES[k]}s slip "
-        "(check the unit: e.g. FLOPs vs TFLOPs, bytes vs GB)"
+    return _ladder_slip(
+        k, too_big, unit, DECIMAL, 1000,
+        f"it is exactly {{factor}} times {{direction}}: a {_POWER_NAMES[k]}s slip "
+        "(check the unit: e.g. FLOPs vs TFLOPs, bytes vs GB)",
     )
 
 
