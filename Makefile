@@ -1,31 +1,26 @@
-# Two commands on a fresh machine with Python 3.10+:
+# Shortcuts for `python3 course.py ...`, which needs nothing but Python 3.10+:
 #   make lab    set up, then open the course in JupyterLab
 #   make test   set up, then run the whole test suite (what CI runs)
-# Set-up makes a virtual environment in .venv. It installs the CPU build
-# torch==2.13.0 unless a torch is already there; to use a GPU, install the
-# torch build for your CUDA into .venv first, or run e.g. `make lab TORCH=torch`.
+#   make screenshots   run the browser tests and keep their explorer screenshots in docs/explorers/
 
 PYTHON ?= python3
-VENV ?= .venv
-TORCH ?= torch==2.13.0
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.minattn-installed
 
-.PHONY: lab test setup clean
+.PHONY: lab test setup doctor screenshots clean
 
-setup: $(STAMP)
+lab:
+	$(PYTHON) course.py lab
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet --editable ".[course,dev]"
-	touch $@
+test:
+	$(PYTHON) course.py test
 
-lab: $(STAMP)
-	$(BIN)/jupyter lab course/00-start-here.ipynb
+setup:
+	$(PYTHON) course.py setup
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+doctor:
+	$(PYTHON) course.py doctor
+
+screenshots: setup
+	MINATTN_SCREENSHOTS=docs/explorers .venv/bin/python -m pytest -n 0 tests/test_browser.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf .venv

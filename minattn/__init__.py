@@ -10,24 +10,46 @@ Grids inside blocks are channels-last ``(B, D, H, W, C)``; images enter
 channels-first ``(B, C, D, H, W)``; 2D works wherever 3D does.
 """
 
-from . import cost, interop
-from .attention import scaled_dot_product_attention
-from .efficient import attention, memory_efficient_attention
-from .memory import AttentionMemoryError, get_memory_budget, memory_budget, set_memory_budget
-from .multihead import MultiHeadAttention, merge_heads, split_heads
-from .patches import PatchEmbed, patchify, unpatchify
-from .position import RelativePositionBias, relative_position_index
-from .softmax import softmax
-from .swin import Mlp, PatchMerging, SwinBlock, SwinStage, shifted_window_attention
-from .window_attention import WindowAttention
-from .windows import (
-    cyclic_shift,
-    effective_window_and_shift,
-    pad_to_windows,
-    shifted_window_mask,
-    window_partition,
-    window_reverse,
-)
+import sys as _sys
+
+try:
+    import einops as _einops  # noqa: F401
+    import numpy as _numpy  # noqa: F401
+    import torch as _torch  # noqa: F401
+except ImportError as _missing:
+    # Without its core dependencies the package still imports, so that
+    # `python -m minattn.doctor` can say what is missing instead of a traceback;
+    # any other use says the same.
+    _HINT = (
+        f"minattn needs PyTorch, NumPy and einops, and this Python ({_sys.executable}) cannot import "
+        f"{_missing.name or 'one of them'} ({_missing}). Run `{_sys.executable} -m minattn.doctor` to see "
+        "what to install, or run the project's set-up: `python3 course.py lab` in the project folder."
+    )
+
+    def __getattr__(name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ImportError(_HINT)
+
+else:
+    from . import cost, interop
+    from .attention import scaled_dot_product_attention
+    from .efficient import attention, memory_efficient_attention
+    from .memory import AttentionMemoryError, get_memory_budget, memory_budget, set_memory_budget
+    from .multihead import MultiHeadAttention, merge_heads, split_heads
+    from .patches import PatchEmbed, patchify, unpatchify
+    from .position import RelativePositionBias, relative_position_index
+    from .softmax import softmax
+    from .swin import Mlp, PatchMerging, SwinBlock, SwinStage, shifted_window_attention
+    from .window_attention import WindowAttention
+    from .windows import (
+        cyclic_shift,
+        effective_window_and_shift,
+        pad_to_windows,
+        shifted_window_mask,
+        window_partition,
+        window_reverse,
+    )
 
 __version__ = "0.1.0"
 

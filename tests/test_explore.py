@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from minattn import MultiHeadAttention, cost, patchify, shifted_window_mask  # noqa: E402
-from minattn.data import phantom  # noqa: E402
+from minattn.data import load_ct_slice, phantom  # noqa: E402
 from minattn.explore import (  # noqa: E402
     attention_explorer,
     cost_explorer,
@@ -47,6 +47,27 @@ def _drive(explorer, name, values):
 
 
 # Shared behaviour ------------------------------------------------------------------------------
+
+
+def test_the_picture_shown_is_the_one_drawn_even_when_an_artist_is_called_image():
+    """Regression: a subclass naming its imshow artist `image` once hid the widget's picture in a browser."""
+    from minattn.explore._base import Explorer
+
+    class Noise(Explorer):
+        def build(self, figure):
+            self.image = self.dynamic(figure.subplots().imshow(np.zeros((4, 4)), vmin=0, vmax=1))
+
+        def update(self):
+            self.image.set_data(np.random.default_rng(self.value("seed")).random((4, 4)))
+
+    explorer = Noise({"seed": widgets.IntSlider(value=0, min=0, max=3)}, [["seed"]], figsize=(2, 2))
+    shown = [child for child in explorer.children if isinstance(child, widgets.Image)]
+    assert len(shown) == 1 and bytes(shown[0].value)[:4] == b"\x89PNG"
+    first = bytes(shown[0].value)
+    explorer.controls["seed"].value = 1
+    assert bytes(shown[0].value) == explorer.png() != first
+    assert "minattn-explorer" in explorer._dom_classes and "minattn-explorer-noise" in explorer._dom_classes
+
 
 
 @pytest.mark.parametrize(
@@ -350,13 +371,20 @@ def test_heads_explorer_temperature_sharpens_one_head_only():
     assert explorer.controls["T_intensity"].value == pytest.approx(0.25)
 
 
-def test_heads_explorer_bad_window_message_and_recovery():
+def test_heads_explorer_offers_only_windows_that_tile_the_grid():
     explorer = heads_explorer()
-    explorer.controls["window"].value = 6  # 32 tokens per side is not a multiple of 6
-    assert "not divisible" in explorer.state["error"]
+    assert list(explorer.controls["window"].options) == [2, 4, 8, 16]  # 32 tokens per side
+    with pytest.raises(Exception, match="Invalid selection"):
+        explorer.controls["window"].value = 6  # 32 is not a multiple of 6: not offered
     explorer.controls["window"].value = 16
     assert explorer.state["error"] is None and explorer.state["weights"].shape == (4, 16, 16)
     assert explorer.controls["window_row"].max == 1
+    cropped = heads_explorer(load_ct_slice()[:96, :96])  # 24 tokens per side with 4-pixel patches
+    assert list(cropped.controls["window"].options) == [2, 3, 4, 6, 8, 12]
+    cropped.controls["patch"].value = 8  # 12 tokens per side
+    assert list(cropped.controls["window"].options) == [2, 3, 4, 6, 12]
+    assert cropped.state["error"] is None and cropped.controls["window"].value == 6  # nearest to 8
+    assert cropped.controls["window_row"].max == 1
 
 
 # 7. Relative position bias -------------------------------------------------------------------------

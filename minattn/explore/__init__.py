@@ -18,6 +18,7 @@ every change, so it works the same under ``%matplotlib inline``, with
 from .attention import attention_explorer
 from .attention_maps import attention_map_explorer
 from .cost import cost_explorer
+from .fusion import fusion_explorer
 from .heads import heads_explorer
 from .mil import mil_explorer
 from .patches import patch_explorer
@@ -30,6 +31,7 @@ __all__ = [
     "attention_explorer",
     "attention_map_explorer",
     "cost_explorer",
+    "fusion_explorer",
     "heads_explorer",
     "hopfield_explorer",
     "kernel_regression_explorer",

@@ -23,6 +23,7 @@ import contextlib
 import functools
 import html
 import io
+import re
 import time
 from typing import Callable
 
@@ -85,10 +86,14 @@ class Explorer(widgets.VBox):
         self._dynamic: list = []  # artists redrawn on every update (the rest is a cached background)
         self._background = None
         width = int(figsize[0] * dpi)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{width}px", max_width="100%"))
+        # Named `picture`, not `image`: subclasses commonly call their imshow artist `image`.
+        self.picture = widgets.Image(format="png", layout=widgets.Layout(width=f"{width}px", max_width="100%"))
         title = widgets.HTML(f"<b>{html.escape(self.title)}</b>") if self.title else widgets.HTML("")
         boxes = [widgets.HBox([self.controls[name] for name in row]) for row in rows]
-        self.children = [title, *boxes, self.message, self.image, self.info]
+        self.children = [title, *boxes, self.message, self.picture, self.info]
+        # CSS classes name the explorer in the page, so a browser test can find each one.
+        self.add_class("minattn-explorer")
+        self.add_class(f"minattn-explorer-{self.dom_name()}")
         threads = _enter_single_thread()
         try:
             self.build(self.figure)
@@ -100,6 +105,12 @@ class Explorer(widgets.VBox):
             else:
                 control.observe(self._on_change, names="value")
         self.refresh()
+
+    @classmethod
+    def dom_name(cls) -> str:
+        """The explorer's name in CSS: ``CostExplorer`` -> ``cost``, ``MILExplorer`` -> ``mil``."""
+        words = re.findall(r"[A-Z]+(?![a-z])|[A-Z][a-z0-9]*", cls.__name__.removesuffix("Explorer"))
+        return "-".join(word.lower() for word in words) or "explorer"
 
     # -- to implement --------------------------------------------------------
     def build(self, figure: Figure) -> None:  # pragma: no cover - abstract
@@ -211,11 +222,11 @@ class Explorer(widgets.VBox):
         buffer = io.BytesIO()
         # Fast PNG settings: an update is about latency, not file size.
         Image.fromarray(rgba[..., :3]).save(buffer, format="png", compress_level=1)
-        self.image.value = buffer.getvalue()
+        self.picture.value = buffer.getvalue()
 
     def png(self) -> bytes:
-        """The PNG currently shown."""
-        return bytes(self.image.value)
+        """The PNG currently shown (the value of the Image widget among the explorer's children)."""
+        return bytes(self.picture.value)
 
 
 # Fast text ------------------------------------------------------------------------------------

@@ -180,7 +180,6 @@ class AttentionMapExplorer(Explorer):
         maps, probability = self.maps_for(index)
         volume_map = maps[layer]
         image = self.volumes[index, 0].numpy()
-        rows_cols = [s for a, s in enumerate(image.shape) if a != axis]
         image_slice = np.take(image, slice_index, axis=axis)
         # The map covers the voxels the tokens cover; crop the image to the same extent.
         map_slice = np.take(volume_map, min(slice_index, volume_map.shape[axis] - 1), axis=axis)

@@ -116,8 +116,13 @@ class HeadsExplorer(Explorer):
                 style=style,
             ),
             "patch": widgets.Dropdown(options=[2, 4, 8], value=4, description="patch (px)", style=style, layout=narrow),
-            "window": widgets.IntSlider(
-                value=8, min=2, max=16, description="window (tokens)", style=style, layout=narrow
+            # Only windows that tile the token grid: every position of the slider is a valid partition.
+            "window": widgets.SelectionSlider(
+                options=self._window_options(4),
+                value=8,
+                description="window (tokens)",
+                style=style,
+                layout=widgets.Layout(width="300px"),
             ),
             "window_row": widgets.IntSlider(
                 value=1, min=0, max=3, description="window row", style=style, layout=narrow
@@ -153,8 +158,18 @@ class HeadsExplorer(Explorer):
         finally:
             self._syncing = False
 
+    def _window_options(self, patch: int) -> list[int]:
+        """Window sides from 2 to 16 tokens that divide the token grid of this patch size."""
+        rows, cols = self.ct.shape[0] // patch, self.ct.shape[1] // patch
+        return [w for w in range(2, 17) if rows % w == 0 and cols % w == 0] or [1]
+
     def _sync_ranges(self) -> None:
         tokens = self.ct.shape[0] // self.value("patch")
+        slider, options = self.controls["window"], self._window_options(self.value("patch"))
+        if list(slider.options) != options:
+            keep = min(options, key=lambda w: abs(w - slider.value))
+            slider.options = options
+            slider.value = keep
         window = self.value("window")
         if tokens % window or window > tokens:
             return  # update() explains
