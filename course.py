@@ -83,7 +83,12 @@ def ensure_installed() -> None:
 
 
 def lab(arguments: list[str]) -> None:
-    command = [str(PYTHON), "-m", "jupyterlab", FIRST_LESSON, *arguments]
+    # The whole project is the server's root (so the lessons' links to exercises/ work); the first
+    # lesson is the page it opens. Given as a file argument instead, it would make course/ the root.
+    command = [
+        str(PYTHON), "-m", "jupyterlab", f"--ServerApp.root_dir={ROOT}", f"--LabApp.default_url=/lab/tree/{FIRST_LESSON}",
+        *arguments,
+    ]  # fmt: skip
     if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in arguments:
         command.append("--allow-root")  # in a container one is often root, which JupyterLab refuses by default
     say("opening the course in JupyterLab (stop it with Ctrl+C)")
