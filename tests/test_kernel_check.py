@@ -44,3 +44,15 @@ def test_first_cell_explains_a_kernel_without_minattn(bare_python, path):
 def test_the_check_is_silent_when_minattn_is_there(path):
     run = subprocess.run([sys.executable, "-c", first_code_cell(path)], capture_output=True, text=True, cwd=path.parent)
     assert run.returncode == 0 and run.stdout == "" and run.stderr == "", run.stderr
+
+
+def test_the_package_without_torch_says_what_to_do():
+    """`import minattn` works without torch (so the doctor can run); using it names the fix."""
+    code = (
+        "import sys\nsys.modules['torch'] = None\nimport minattn\n"
+        "try:\n    minattn.softmax\nexcept ImportError as error:\n    print(error)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert "cannot import torch" in run.stdout and "-m minattn.doctor" in run.stdout
+    assert "python3 course.py lab" in run.stdout
