@@ -106,6 +106,7 @@ JS_SHOWN = """
     return JSON.stringify({ text: node.innerText, image: img ? img.src : null });
 }
 """
+JS_PICTURE_LOADED = "(n) => { const i = n.querySelector('img'); return !!i && i.complete && i.naturalWidth > 0; }"
 JS_RENDERED = """
 (node) => {
     const img = node.querySelector('img');
@@ -236,6 +237,16 @@ def expected_explorers(notebook: Path) -> list[str]:
     return [name for cell in nb.cells if cell.cell_type == "code" for name in EXPLORER_CALL.findall(cell.source)]
 
 
+def _wait_until(page, predicate: str, arg, failure: str, timeout_ms: int = 30_000) -> None:
+    """Wait for a JavaScript predicate; on time-out, fail with a message that says what never happened."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(predicate, arg=arg, timeout=timeout_ms, polling=200)
+    except PlaywrightTimeout:
+        pytest.fail(failure)
+
+
 def _move_one_control(explorer) -> str:
     """Change one control of an explorer as a learner would (keyboard or mouse); return what was done."""
     handle = explorer.locator(".noUi-handle").first
@@ -302,11 +313,7 @@ def test_lesson_in_jupyterlab(lab, browser, screenshot_dir, lesson):
             assert explorer.evaluate("(n, kind) => n.classList.contains('minattn-explorer-' + kind)", kind), (
                 f"{lesson.name}: explorer {k + 1} should be {name}, but it is {explorer.get_attribute('class')}"
             )
-            page.wait_for_function(
-                "(n) => { const i = n.querySelector('img'); return i && i.complete && i.naturalWidth > 0; }",
-                arg=explorer.element_handle(),
-                timeout=30_000,
-            )
+            _wait_until(page, JS_PICTURE_LOADED, explorer.element_handle(), f"{name}: its picture never loaded")
             rendered = explorer.evaluate(JS_RENDERED)
             assert rendered["width"] > 300 and rendered["height"] > 150, f"{name}: too small on screen: {rendered}"
             assert rendered["imageWidth"] > 100, f"{name}: its picture did not load: {rendered}"
@@ -315,16 +322,13 @@ def test_lesson_in_jupyterlab(lab, browser, screenshot_dir, lesson):
             before = explorer.evaluate(JS_SHOWN)
 
             action = _move_one_control(explorer)
-            page.wait_for_function(
+            _wait_until(
+                page,
                 f"([n, before]) => ({JS_SHOWN})(n) !== before",
-                arg=[explorer.element_handle(), before],
-                timeout=30_000,
+                [explorer.element_handle(), before],
+                f"{name}: '{action}' did not change what the explorer shows within 30 s",
             )
-            page.wait_for_function(
-                "(n) => { const i = n.querySelector('img'); return i && i.complete && i.naturalWidth > 0; }",
-                arg=explorer.element_handle(),
-                timeout=30_000,
-            )
+            _wait_until(page, JS_PICTURE_LOADED, explorer.element_handle(), f"{name}: its new picture never loaded")
             after_png = explorer.screenshot()
             assert after_png != before_png, f"{name}: '{action}' changed the page's text but not the picture"
             error_box = explorer.locator("text=⚠")
