@@ -79,6 +79,7 @@ class Explorer(widgets.VBox):
         self.full_draws = 0  # updates that had to redraw the whole figure, not just the dynamic artists
         self._hold_depth = 0
         self._pending = False
+        self._following = False  # True while follow() moves other controls
         self.message = widgets.HTML(value="")
         self.info = widgets.HTML(value="")
         self.figure = Figure(figsize=figsize, dpi=dpi)
@@ -136,8 +137,24 @@ class Explorer(widgets.VBox):
                 self._pending = False
                 self.refresh()
 
-    def _on_change(self, _change) -> None:
-        self.refresh()
+    def follow(self, name: str, value) -> None:
+        """Move other controls after control ``name`` changed to ``value`` (a preset fills in its
+        values, a grid size bounds a token slider, ...). Does nothing unless a subclass overrides it.
+        """
+
+    def _on_change(self, change) -> None:
+        # The changes follow() makes land here too: they neither follow again nor redraw,
+        # and the explorer redraws once, when the learner's change has been followed.
+        if self._following:
+            return
+        name = next(key for key, control in self.controls.items() if control is change["owner"])
+        self._following = True
+        try:
+            with self.hold():
+                self.follow(name, change["new"])
+                self._pending = True
+        finally:
+            self._following = False
 
     def _on_button(self, _name: str) -> None:
         self.refresh()

@@ -94,31 +94,20 @@ class AttentionExplorer(Explorer):
             torch.randn(nk, _MAX_DK, generator=g, dtype=torch.float64),
             torch.randn(nk, dv, generator=g, dtype=torch.float64),
         )
-        self._syncing = False
         super().__init__(
             controls, [["preset", "d_k", "scaled", "temperature"], ["queries", "keys", "values"]], figsize=(13, 3.3)
         )
 
     # The preset and the d_k slider rewrite other controls: do it in one update.
-    def _on_change(self, change) -> None:
-        if self._syncing:
-            return
-        owner = change["owner"]
-        self._syncing = True
-        try:
-            with self.hold():
-                if owner is self.controls["preset"] and change["new"] == "seed":
-                    for name in ("queries", "keys", "values"):
-                        self.controls[name].value = SEED_EXAMPLE[name]
-                    self.controls["d_k"].value = 2
-                elif owner is self.controls["d_k"] and self.value("preset") != "random":
-                    self.controls["preset"].value = "random"
-                elif owner in (self.controls["queries"], self.controls["keys"], self.controls["values"]):
-                    if self.value("preset") != "custom":
-                        self.controls["preset"].value = "custom"
-                self._pending = True
-        finally:
-            self._syncing = False
+    def follow(self, name: str, value) -> None:
+        if name == "preset" and value == "seed":
+            for vectors in ("queries", "keys", "values"):
+                self.controls[vectors].value = SEED_EXAMPLE[vectors]
+            self.controls["d_k"].value = 2
+        elif name == "d_k" and self.value("preset") != "random":
+            self.controls["preset"].value = "random"
+        elif name in ("queries", "keys", "values") and self.value("preset") != "custom":
+            self.controls["preset"].value = "custom"
 
     def build(self, figure) -> None:
         axes = figure.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1, 1, 1.25]})

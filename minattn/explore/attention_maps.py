@@ -102,24 +102,12 @@ class AttentionMapExplorer(Explorer):
                 value=0.6, min=0.0, max=1.0, step=0.05, description="overlay opacity", style=style
             ),
         }
-        self._syncing = False
         super().__init__(controls, [["volume", "view", "slice"], ["layer", "opacity"]], figsize=(11, 4.0))
 
     # -- controls -------------------------------------------------------------------------------
-    def _on_change(self, change) -> None:
-        if self._syncing:
-            return
-        owner = change["owner"]
-        if owner in (self.controls["volume"], self.controls["view"]):
-            self._syncing = True
-            try:
-                with self.hold():
-                    self._jump_to_lesion()
-                    self._pending = True
-            finally:
-                self._syncing = False
-        else:
-            self.refresh()
+    def follow(self, name: str, value) -> None:
+        if name in ("volume", "view"):
+            self._jump_to_lesion()
 
     def _jump_to_lesion(self) -> None:
         """Put the slice slider on the range of the view and, if there is a lesion, through its centre."""

@@ -91,28 +91,18 @@ class CostExplorer(Explorer):
                 style=style,
             ),
         }
-        self._syncing = False
         super().__init__(
             controls,
             [["preset", "memory_gib", "dtype"], ["D", "H", "W", "patch", "window", "heads", "head_dim"]],
             figsize=(10, 3.4),
         )
 
-    def _on_change(self, change) -> None:
-        if self._syncing:
-            return
-        self._syncing = True
-        try:
-            with self.hold():
-                owner = change["owner"]
-                if owner is self.controls["preset"]:
-                    for name, value in PRESETS.get(change["new"], {}).items():
-                        self.controls[name].value = value
-                elif owner is not self.controls["memory_gib"] and self.value("preset") != "custom":
-                    self.controls["preset"].value = "custom"
-                self._pending = True
-        finally:
-            self._syncing = False
+    def follow(self, name: str, value) -> None:
+        if name == "preset":
+            for control, preset_value in PRESETS.get(value, {}).items():
+                self.controls[control].value = preset_value
+        elif name != "memory_gib" and self.value("preset") != "custom":
+            self.controls["preset"].value = "custom"
 
     def build(self, figure) -> None:
         self.ax_mem, self.ax_flops = figure.subplots(1, 2)

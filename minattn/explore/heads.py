@@ -134,7 +134,6 @@ class HeadsExplorer(Explorer):
             "query_col": widgets.IntSlider(value=4, min=0, max=7, description="query col", style=style, layout=narrow),
             **temps,
         }
-        self._syncing = False
         self._key = None
         super().__init__(
             controls,
@@ -142,21 +141,12 @@ class HeadsExplorer(Explorer):
             figsize=(13, 3.6),
         )
 
-    def _on_change(self, change) -> None:
-        if self._syncing:
-            return
-        self._syncing = True
-        try:
-            with self.hold():
-                owner = change["owner"]
-                if owner is self.controls["preset"]:
-                    for name, t in zip(HEADS, _PRESETS[change["new"]]):
-                        self.controls[f"T_{name}"].value = t
-                if owner in (self.controls["patch"], self.controls["window"]):
-                    self._sync_ranges()
-                self._pending = True
-        finally:
-            self._syncing = False
+    def follow(self, name: str, value) -> None:
+        if name == "preset":
+            for head, t in zip(HEADS, _PRESETS[value]):
+                self.controls[f"T_{head}"].value = t
+        if name in ("patch", "window"):
+            self._sync_ranges()
 
     def _window_options(self, patch: int) -> list[int]:
         """Window sides from 2 to 16 tokens that divide the token grid of this patch size."""

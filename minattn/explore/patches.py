@@ -70,14 +70,10 @@ class PatchExplorer(Explorer):
         self._last_axis = "D"
         super().__init__(controls, [["axis", "slice", "patch"], ["fit", "channels", "embed_dim"]], figsize=(10, 4.2))
 
-    def _on_change(self, change) -> None:
-        # A new view, patch or fit changes the slice range: adjust it, then update once.
-        if change["owner"] in (self.controls["axis"], self.controls["patch"], self.controls["fit"]):
-            with self.hold():
-                self._sync_slice_range()
-                self._pending = True
-        else:
-            self.refresh()
+    def follow(self, name: str, value) -> None:
+        # A new view, patch or fit changes the slice range.
+        if name in ("axis", "patch", "fit"):
+            self._sync_slice_range()
 
     def _sync_slice_range(self) -> None:
         try:

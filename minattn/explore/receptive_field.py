@@ -83,14 +83,9 @@ class ReceptiveFieldExplorer(Explorer):
             figsize=(12, 4.0),
         )
 
-    def _on_change(self, change) -> None:
-        name = next(k for k, v in self.controls.items() if v is change["owner"])
-        if name.startswith("grid_"):
-            with self.hold():
-                set_slider_range(self.controls[f"token_{name[-1]}"], 0, change["new"] - 1)
-                self._pending = True
-        else:
-            self.refresh()
+    def follow(self, name: str, value) -> None:
+        if name.startswith("grid_"):  # the token sliders follow the grid
+            set_slider_range(self.controls[f"token_{name[-1]}"], 0, value - 1)
 
     def build(self, figure) -> None:
         self.ax_shift, self.ax_plain, self.ax_curve = figure.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.1]})

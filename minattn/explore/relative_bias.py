@@ -111,14 +111,10 @@ class RelativeBiasExplorer(Explorer):
             figsize=(13, 3.6),
         )
 
-    def _on_change(self, change) -> None:
-        if change["owner"] is self.controls["window"]:
-            with self.hold():
-                for axis in ("row", "col"):
-                    set_slider_range(self.controls[f"query_{axis}"], 0, change["new"] - 1)
-                self._pending = True
-        else:
-            self.refresh()
+    def follow(self, name: str, value) -> None:
+        if name == "window":
+            for axis in ("row", "col"):
+                set_slider_range(self.controls[f"query_{axis}"], 0, value - 1)
 
     def _on_button(self, name: str) -> None:
         n = self.value("window") ** 2

@@ -165,15 +165,9 @@ class WindowExplorer(Explorer):
             figsize=(12, 4.2),
         )
 
-    def _on_change(self, change) -> None:
-        name = next(k for k, v in self.controls.items() if v is change["owner"])
-        if name.startswith("grid_"):
-            with self.hold():  # the token sliders follow the grid
-                axis = name[-1]
-                set_slider_range(self.controls[f"token_{axis}"], 0, change["new"] - 1)
-                self._pending = True
-        else:
-            self.refresh()
+    def follow(self, name: str, value) -> None:
+        if name.startswith("grid_"):  # the token sliders follow the grid
+            set_slider_range(self.controls[f"token_{name[-1]}"], 0, value - 1)
 
     def build(self, figure) -> None:
         self.ax_grid, self.ax_rolled, self.ax_mask = figure.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 0.9]})
