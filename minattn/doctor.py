@@ -57,8 +57,6 @@ REQUIRED: dict[str, list[str]] = {
 # Only the test suite needs these; missing ones are reported, never a problem.
 OPTIONAL_TOOLS: list[str] = ["pytest", "nbval", "playwright"]
 
-# Distribution name -> module name, where they differ (none do today).
-IMPORT_NAMES: dict[str, str] = {}
 
 MIN_PYTHON = (3, 10)
 SETUP_TORCH = "torch==2.13.0"  # the CPU build course.py installs when no torch is present
@@ -142,7 +140,7 @@ def _reinstall_fix(exc: BaseException, name: str, requirement: str) -> str:
     """What to do when an installed package ``name`` fails: reinstall it, unless what fails is a dependency."""
     dependency = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
     top = dependency.split(".")[0] if dependency else None
-    if top and top not in (name, IMPORT_NAMES.get(name, name.replace("-", "_"))):
+    if top and top not in (name, name.replace("-", "_")):
         # Reinstalling this package would not help: something it imports is missing.
         ours = {_split_requirement(r)[0] for group in REQUIRED.values() for r in group}
         if top in ours:
@@ -247,7 +245,7 @@ def _check_package(requirement: str, group: str) -> list[Check]:
     if version is None:
         fix = "see the PyTorch line above" if name == "torch" else fix
         return [Check(name, ok=False, required=True, detail=f"not installed (needs {requirement}, {group})", fix=fix)]
-    module = IMPORT_NAMES.get(name, name.replace("-", "_"))
+    module = name.replace("-", "_")
     try:
         _import(module)
     except (Exception, SystemExit) as exc:  # a broken binary can raise anything, not only ImportError

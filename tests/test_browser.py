@@ -124,8 +124,6 @@ JS_RENDERED = """
 class Lab:
     url: str
     token: str
-    root: Path
-    log: Path
 
 
 def _free_port() -> int:
@@ -202,7 +200,7 @@ def lab(tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"JupyterLab did not answer within 120 s:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield Lab(url=url, token=token, root=root, log=log)
+        yield Lab(url=url, token=token)
     finally:
         server.terminate()
         try:
