@@ -68,11 +68,11 @@ def make_solution():
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.cells = [
         new_markdown_cell("# Tiny exercise"),
-        new_code_cell("from minattn.grading import check, check_value"),
+        new_code_cell("from minattn.grading import check"),
         new_code_cell(SOFTMAX_SOLUTION, metadata=solution_meta("softmax-answer")),
         new_code_cell('check("softmax", softmax)', metadata=check_meta("softmax-check", 2)),
         new_code_cell(TOKENS_SOLUTION, metadata=solution_meta("tokens-answer")),
-        new_code_cell('check_value("tokens_32x64x64", tokens)', metadata=check_meta("tokens-check")),
+        new_code_cell('check("tokens_32x64x64", tokens)', metadata=check_meta("tokens-check")),
         new_markdown_cell(
             "**Explain** why the maximum is subtracted.\n\n### BEGIN SOLUTION\n"
             "Because exp overflows for large scores; the shift cancels in the ratio.\n### END SOLUTION",
@@ -250,8 +250,8 @@ def test_metadata_problems_are_errors(tmp_path):
         cells=[
             new_code_cell("x = None\n### BEGIN SOLUTION\nx = 2\n### END SOLUTION"),  # no metadata
             new_code_cell("y = 1", metadata=solution_meta("dup")),  # solution without region
-            new_code_cell('check_value("tokens_32x64x64", x)', metadata=check_meta("dup")),  # duplicate id
-            new_code_cell('check_value("tokens_32x64x64", x)'),  # check outside a graded cell
+            new_code_cell('check("tokens_32x64x64", x)', metadata=check_meta("dup")),  # duplicate id
+            new_code_cell('check("tokens_32x64x64", x)'),  # check outside a graded cell
             new_code_cell("# check(...) is called below\nz = 1"),  # a comment is not a call
         ]
     )

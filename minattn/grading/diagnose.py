@@ -1,11 +1,12 @@
 """Recognising the likely bug behind a failed case.
 
-First the bug library (:mod:`minattn.grading.bugs`): the learner's output is
-compared with what each deliberately wrong variant returns on the same input.
+First the exercise's own bugs (each topic module in
+:mod:`minattn.grading.topics` lists them): the learner's output is compared
+with what each deliberately wrong variant returns on the same input.
 A variant that gives the right answer on this input is skipped, since it
 cannot explain the failure. If no known bug matches, generic patterns are
 tried: the input returned unchanged, the right numbers in the wrong shape or
-in the wrong places, and, for numbers, a unit slip.
+in the wrong places, and, for numbers with a unit, a unit slip.
 """
 
 from __future__ import annotations
@@ -14,13 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .bugs import BUGS, Bug
-from .cases import Case, Spec
 from .compare import as_number, outputs_match
+from .exercise import Bug, Case, FunctionExercise
 from .units import explain_ratio
-
-# The unit each number-valued function answers in, for unit-slip sentences.
-_UNITS = {"attention_matrix_bytes": "bytes"}
 
 
 @dataclass(frozen=True)
@@ -31,15 +28,16 @@ class Diagnosis:
     text: str
 
 
-def _clone(value):
+def clone(value):
+    """A deep copy of the tensors in ``value`` (tuples, lists and dicts followed), everything else as it is."""
     if isinstance(value, torch.Tensor):
         return value.clone()
     if isinstance(value, tuple):
-        return tuple(_clone(v) for v in value)
+        return tuple(clone(v) for v in value)
     if isinstance(value, list):
-        return [_clone(v) for v in value]
+        return [clone(v) for v in value]
     if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
+        return {k: clone(v) for k, v in value.items()}
     return value
 
 
@@ -59,7 +57,7 @@ def match_bug(bug: Bug, case: Case, got, expected) -> dict | None:
         except Exception:  # noqa: BLE001 - a diagnosis must never break a check
             return None
     dtype = _tolerance_dtype(expected)
-    fresh = Case(case.label, _clone(case.args), _clone(case.kwargs), case.droppable, case.tags)
+    fresh = Case(case.label, clone(case.args), clone(case.kwargs), case.droppable, case.tags)
     try:
         for output, detail in bug.variants(fresh):
             if outputs_match(output, expected, dtype):
@@ -71,7 +69,7 @@ def match_bug(bug: Bug, case: Case, got, expected) -> dict | None:
     return None
 
 
-def diagnose(spec: Spec, case: Case, got, expected, mismatch_kind: str = "values", limit: int = 2) -> list[Diagnosis]:
+def diagnose(spec: FunctionExercise, case: Case, got, expected, mismatch_kind: str = "values", limit: int = 2) -> list[Diagnosis]:
     """Likely bugs behind ``got`` (the learner's output) differing from ``expected`` on ``case``.
 
     ``mismatch_kind`` is the :class:`~minattn.grading.compare.Mismatch` kind;
@@ -79,24 +77,26 @@ def diagnose(spec: Spec, case: Case, got, expected, mismatch_kind: str = "values
     dtype, device or type is wrong (the mismatch message says all there is).
     """
     found = []
-    for bug in BUGS.get(spec.name, ()):
+    if mismatch_kind in ("type", "length"):
+        return found  # not the kind of object asked for: the mismatch message says all there is
+    for bug in spec.bugs:
         detail = match_bug(bug, case, got, expected)
         if detail is not None:
             found.append(Diagnosis(bug.key, bug.explain(detail)))
             if len(found) >= limit:
                 break
-    if found or mismatch_kind in ("type", "length", "device", "dtype"):
+    if found or mismatch_kind in ("device", "dtype"):
         return found
     return generic(spec, case, got, expected)
 
 
-def generic(spec: Spec, case: Case, got, expected) -> list[Diagnosis]:
+def generic(spec: FunctionExercise, case: Case, got, expected) -> list[Diagnosis]:
     """Patterns that hint at a kind of mistake when no known bug matches."""
     if spec.output == "number":
         value, answer = as_number(got), as_number(expected)
-        if value is None or answer is None:
+        if value is None or answer is None or spec.unit is None:
             return []
-        slip = explain_ratio(value, answer, _UNITS.get(spec.name))
+        slip = explain_ratio(value, answer, spec.unit)
         if slip:
             key, sentence = slip
             return [Diagnosis(f"factor:{key}", f"Your number is off by a telltale factor: {sentence}.")]

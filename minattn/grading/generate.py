@@ -14,14 +14,14 @@ Conventions of a solution notebook (``solutions/NN-slug.ipynb``):
   - inside a function body: ``# YOUR CODE HERE`` then ``raise NotImplementedError()``
     (``check`` reports such a function as "not attempted");
   - at top level (indentation 0): ``# YOUR CODE HERE`` only, so Run All still works; initialise the
-    answer *before* the region (``tokens = None``), which ``check_value`` reports as "not attempted";
+    answer *before* the region (``tokens = None``), which ``check`` reports as "not attempted";
   - inside another indented block that runs at once (a ``for``/``if``/``with``/``class`` body at top
     level): ``# YOUR CODE HERE`` then ``pass``, again so that Run All works.
 
-* In a markdown cell (a free-text answer, not graded) the region becomes ``YOUR ANSWER HERE``.
+* In a markdown cell (a written answer, graded by hand under nbgrader) the region becomes ``YOUR ANSWER HERE``.
 * A cell holding a region carries ``{"nbgrader": {"grade": false, "grade_id": "<unique id>",
   "locked": false, "schema_version": 3, "solution": true, "task": false}}``; a check cell (one calling
-  ``check(...)``/``check_value(...)``, the call being its last expression) carries ``{"nbgrader":
+  ``check(...)``, the call being its last expression) carries ``{"nbgrader":
   {"grade": true, "grade_id": "<id>", "locked": true, "points": <int>, "schema_version": 3,
   "solution": false, "task": false}}``. ``grade_id`` is made of letters, digits, ``-`` and ``_`` and
   is unique in the notebook (better: in the course).
@@ -62,7 +62,7 @@ CODE_STUB = "# YOUR CODE HERE"
 RAISE_STUB = "raise NotImplementedError()"
 PASS_STUB = "pass"
 MARKDOWN_STUB = "YOUR ANSWER HERE"
-CHECK_FUNCTIONS = frozenset({"check", "check_value"})
+CHECK_FUNCTIONS = frozenset({"check"})
 STUB_LINES = frozenset({CODE_STUB, RAISE_STUB, PASS_STUB, MARKDOWN_STUB})
 
 #: Lines too common to count as a leaked solution even when they only occur inside a region.
@@ -71,8 +71,8 @@ TRIVIAL_LINES = frozenset(
 )
 
 _GRADE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
-_CHECK_CALL = re.compile(r"(?<![\w])check(?:_value)?\s*\(")
-_DEF_CHECK = re.compile(r"\bdef\s+check(?:_value)?\s*\(")
+_CHECK_CALL = re.compile(r"(?<![\w])check\s*\(")
+_DEF_CHECK = re.compile(r"\bdef\s+check\s*\(")
 _PUNCTUATION_ONLY = re.compile(r"^[\W_]*$")
 
 
@@ -252,7 +252,7 @@ def validate_solution(nb) -> list[str]:
             calls_check = calls_check_function(source)
             if calls_check and meta.get("grade") is not True:
                 problems.append(
-                    f"{where}: calls check(...)/check_value(...) but is not a graded cell "
+                    f"{where}: calls check(...) but is not a graded cell "
                     '(add {"nbgrader": {"grade": true, "grade_id": "...", "points": N, "locked": true, ...}})'
                 )
             if regions and not marker_problems and _function_lines(source) is not None:
@@ -263,7 +263,7 @@ def validate_solution(nb) -> list[str]:
 
 
 def calls_check_function(source: str) -> bool:
-    """True if code ``source`` calls ``check(...)`` or ``check_value(...)`` (comments and strings aside)."""
+    """True if code ``source`` calls ``check(...)`` (comments and strings aside)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:  # IPython syntax: a plain text search

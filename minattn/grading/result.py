@@ -1,7 +1,6 @@
 """The outcome of one check: a status, plain-text feedback, and a coloured panel for Jupyter.
 
-A :class:`CheckResult` is what :func:`minattn.grading.check` and
-:func:`minattn.grading.check_value` return. Shown as the last expression of a
+A :class:`CheckResult` is what :func:`minattn.grading.check` returns. Shown as the last expression of a
 notebook cell it renders as a green, red, orange or grey panel; printed, it is
 plain text. Everything the learner's code produced (error messages, values)
 is HTML-escaped before it reaches the panel.

@@ -48,13 +48,16 @@ class Outcome:
     value: Any = None
     error: BaseException | None = None
     stopped: bool = False
+    ruled_out: str | None = None
 
 
-def call_with_timeout(fn, args=(), kwargs=None, timeout: float = 10.0) -> Outcome:
+def call_with_timeout(fn, args=(), kwargs=None, timeout: float = 10.0, watch=None) -> Outcome:
     """Run ``fn(*args, **kwargs)`` in a daemon thread; wait at most ``timeout`` seconds.
 
     Every exception of ``fn`` is caught and returned. A ``KeyboardInterrupt``
     while waiting (the learner pressing "interrupt") propagates as usual.
+    ``watch`` (a :class:`~minattn.grading.shortcuts.CallWatch`) is entered in
+    that thread; the first ruled-out call it caught is ``Outcome.ruled_out``.
     """
     kwargs = {} if kwargs is None else kwargs
     box: dict[str, Any] = {}
@@ -66,7 +69,8 @@ def call_with_timeout(fn, args=(), kwargs=None, timeout: float = 10.0) -> Outcom
         with contextlib.suppress(BaseException):
             try:
                 _enter_cuda_device(cuda_device)
-                box["value"] = fn(*args, **kwargs)
+                with watch if watch is not None else contextlib.nullcontext():
+                    box["value"] = fn(*args, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - everything the learner raises is reported
                 box["error"] = exc
             finally:
@@ -76,9 +80,10 @@ def call_with_timeout(fn, args=(), kwargs=None, timeout: float = 10.0) -> Outcom
     thread.start()
     if not done.wait(max(timeout, 0.0)):
         return Outcome("timeout", stopped=_try_to_stop(thread))
+    caught = watch.found if watch is not None else None
     if "error" in box:
-        return Outcome("raised", error=box["error"])
-    return Outcome("returned", value=box.get("value"))
+        return Outcome("raised", error=box["error"], ruled_out=caught)
+    return Outcome("returned", value=box.get("value"), ruled_out=caught)
 
 
 def _current_cuda_device() -> int | None:

@@ -1,10 +1,17 @@
-"""Recognising unit slips in a number: off by 1024, 1000, 8, 4 or 2.
+"""Recognising unit slips in a number: off by 1024, 1000, 8, 4 or 2, or a square.
 
-A wrong number that is an exact power of 1024 away from the answer was almost
-surely given in the wrong binary unit (bytes vs GiB); a factor 8 is bits vs
-bytes; 4 is entries vs bytes of float32; 2 is float16 vs float32. Two slips at
-once (entries where GiB of float32 were asked: a factor 1024**3 / 4) are
-recognised too, and so is a forgotten (or extra) square.
+Which slips are looked for depends on the unit the question asks for, so the
+feedback never speaks of bytes or FLOPs where the answer has neither:
+
+* sizes in memory (bytes, KiB, GB, ...): an exact power of 1024 away is the
+  wrong binary unit (bytes vs GiB); 1000 the wrong decimal one; 1.024**k
+  decimal vs binary; 8 bits vs bytes; 4 entries vs bytes of float32; 2 float16
+  vs float32; and two of these at once (entries where GiB of float32 were
+  asked: a factor 1024**3 / 4);
+* operation counts (FLOPs, TFLOPs, ...): a power of 1000 (FLOPs vs TFLOPs) and
+  a factor 2 (a multiply-add counted as one operation or two);
+* other counts (tokens, scores, parameters, ...): a forgotten or extra square;
+* no unit (a probability, a ratio): nothing.
 """
 
 from __future__ import annotations
@@ -13,12 +20,17 @@ import math
 
 BINARY = ("bytes", "KiB", "MiB", "GiB", "TiB")
 DECIMAL = ("bytes", "kB", "MB", "GB", "TB")
+FLOPS = ("FLOPs", "kFLOPs", "MFLOPs", "GFLOPs", "TFLOPs")
 _BYTE_UNITS = {u.lower() for u in BINARY + DECIMAL} | {"byte", "b"}
 _POWER_NAMES = {1: "thousand", 2: "million", 3: "billion", 4: "trillion"}
 
 
 def _is_bytes_unit(unit: str | None) -> bool:
     return unit is not None and unit.strip().lower() in _BYTE_UNITS
+
+
+def _is_flops_unit(unit: str | None) -> bool:
+    return unit is not None and unit.strip().lower() in {u.lower() for u in FLOPS}
 
 
 def _ladder_index(unit: str | None, ladder) -> int | None:
@@ -54,7 +66,7 @@ def _binary(k: int, too_big: bool, unit: str | None) -> str:
 
 def _decimal(k: int, too_big: bool, unit: str | None) -> str:
     return _ladder_slip(
-        k, too_big, unit, DECIMAL, 1000,
+        k, too_big, unit, FLOPS if _is_flops_unit(unit) else DECIMAL, 1000,
         f"it is exactly {{factor}} times {{direction}}: a {_POWER_NAMES[k]}s slip "
         "(check the unit: e.g. FLOPs vs TFLOPs, bytes vs GB)",
     )
@@ -105,9 +117,22 @@ def _two(too_big: bool, unit: str | None) -> str:
     )
 
 
+def _multiply_adds(too_big: bool, unit: str | None) -> str:
+    if too_big:
+        return "it is twice the answer: a multiply-add was counted as 2 FLOPs, or a product counted twice"
+    return "it is half the answer: each multiply-add counts as 2 FLOPs (a multiply and an add)"
+
+
 def _candidates(unit: str | None):
-    """(factor, key, explain(too_big, unit)) in the order they are tried."""
+    """(factor, key, explain(too_big, unit)) in the order they are tried; none for a unit without slips."""
     out = []
+    if _is_flops_unit(unit):
+        for k in (1, 2, 3, 4):
+            out.append((1000.0**k, f"decimal_{k}", lambda big, u, k=k: _decimal(k, big, u)))
+        out.append((2.0, "multiply_adds", _multiply_adds))
+        return out
+    if not _is_bytes_unit(unit):
+        return out
     for k in (1, 2, 3, 4):
         out.append((1024.0**k, f"binary_{k}", lambda big, u, k=k: _binary(k, big, u)))
     for k in (1, 2, 3, 4):
@@ -127,10 +152,13 @@ def _near(ratio: float, factor: float, rel_tol: float) -> bool:
 def explain_ratio(value: float, expected: float, unit: str | None = None, rel_tol: float = 1e-3):
     """Recognise a unit slip: return ``(key, sentence)`` or None.
 
-    ``unit`` is the unit the question asks for (e.g. ``"GiB"``); it lets the
-    sentence name the unit the value seems to be in ("it looks like bytes, but
-    the question asks for GiB").
+    ``unit`` is the unit the question asks for (e.g. ``"GiB"``); it decides
+    which slips are possible (none without a unit) and lets the sentence name
+    the unit the value seems to be in ("it looks like bytes, but the question
+    asks for GiB").
     """
+    if unit is None:
+        return None
     try:
         value, expected = float(value), float(expected)
     except (TypeError, ValueError):

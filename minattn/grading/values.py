@@ -1,160 +1,173 @@
-"""``check_value``: grade a number the learner computed ("how many tokens...?").
+"""Grading a value exercise: a number (or a tuple or dict of numbers) the learner computed.
 
-The course's numbers are registered by name in :data:`ANSWERS` and computed
-from :mod:`minattn.cost`, so they cannot drift from the package. A wrong
-answer that is off by a telltale factor (1024**3: bytes vs GiB; 4: entries vs
-float32 bytes; ...) gets a sentence naming the slip (:mod:`minattn.grading.units`).
+The right answer is computed by the exercise (:class:`~minattn.grading.exercise.ValueExercise`)
+from the package, so it is never typed into a notebook and cannot drift from
+the code. The feedback shows the learner's own value, names a known slip when
+the value is one (the exercise's :class:`~minattn.grading.exercise.WrongAnswer`
+list, then a unit slip where the answer has a unit), and otherwise says how far
+off it is without giving the answer away.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
-import torch
-
-from .. import cost
-from ..memory import GIB
 from .compare import as_number
+from .exercise import ValueExercise
 from .result import CheckResult
 from .units import explain_ratio
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A registered answer: how to compute it, its unit and the question in words."""
-
-    compute: Callable[[], float]
-    unit: str | None
-    question: str
-
-
-def _tokens_32x64x64() -> int:
-    return cost.num_tokens((32, 64, 64))
-
-
-ANSWERS: dict[str, Answer] = {
-    "tokens_256x256x96_p8": Answer(
-        lambda: cost.num_tokens((256, 256, 96), 8),
-        "tokens",
-        "tokens from a 256 x 256 x 96 CT cut into 8 x 8 x 8 patches",
-    ),
-    "patch_numbers_p8_c1": Answer(
-        # voxels of an 8^3 volume (one token per voxel) times 1 channel
-        lambda: cost.num_tokens((8, 8, 8)) * 1,
-        "numbers",
-        "numbers in one flattened 8 x 8 x 8 one-channel patch",
-    ),
-    "patch_embed_params_p8_c1_e128": Answer(
-        lambda: cost.patch_embed_params(8, 1, 128),
-        "parameters",
-        "parameters projecting 8^3 one-channel patches to E = 128",
-    ),
-    "tokens_32x64x64": Answer(_tokens_32x64x64, "tokens", "tokens of a 32 x 64 x 64 feature map, one per voxel"),
-    "scores_32x64x64": Answer(
-        lambda: cost.attention_scores(_tokens_32x64x64()),
-        "scores",
-        "entries of the global score matrix of a 32 x 64 x 64 map",
-    ),
-    "score_matrix_bytes_fp32_32x64x64": Answer(
-        lambda: cost.attention_matrix_bytes(_tokens_32x64x64(), torch.float32),
-        "bytes",
-        "bytes of the float32 score matrix of a 32 x 64 x 64 map",
-    ),
-    "score_matrix_gib_fp32_32x64x64": Answer(
-        lambda: cost.attention_matrix_bytes(_tokens_32x64x64(), torch.float32) / GIB,
-        "GiB",
-        "GiB of the float32 score matrix of a 32 x 64 x 64 map",
-    ),
-    "window_saving_128_w8": Answer(
-        lambda: (
-            cost.attention_scores(cost.num_tokens((128, 128, 128)))
-            // cost.windowed_attention_scores((128, 128, 128), 8)
-        ),
-        "times",
-        "how many times fewer scores 8^3 windows need than global attention on 128^3 tokens",
-    ),
-    "attention_tflops_32x64x64_d32": Answer(
-        lambda: cost.attention_flops(_tokens_32x64x64(), 32) / 1e12,
-        "TFLOPs",
-        "tera-FLOPs of QK^T and AV for one head of width 32 on a 32 x 64 x 64 map",
-    ),
-}
-
-
-def expected_value(name: str) -> float:
-    """The registered answer ``name`` (a ``ValueError`` listing the known names otherwise)."""
-    if name not in ANSWERS:
-        close = difflib.get_close_matches(str(name), ANSWERS, n=1)
-        suggestion = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"check_value() knows no answer named {name!r}.{suggestion} Pass expected=... for your own question, "
-            f"or use one of: {', '.join(ANSWERS)}."
-        )
-    return ANSWERS[name].compute()
-
-
-def _fmt(x) -> str:
+def format_number(x) -> str:
+    """An int with thousands separators, a float with 6 significant digits."""
     if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e18):
         return f"{int(x):,}"
     return f"{x:.6g}"
 
 
-def check_value(name: str, value, expected=None, rel_tol: float = 1e-3, unit_hint: str | None = None) -> CheckResult:
-    """Check a number the learner computed.
-
-    Args:
-        name: a registered answer (see :data:`ANSWERS`), or any label when
-            ``expected`` is given.
-        value: the learner's number (int, float, numpy or one-element tensor).
-            ``None`` or ``...`` (the template's blank) gives "not attempted".
-        expected: the right answer, for questions not registered by name.
-        rel_tol: relative tolerance; the default 1e-3 accepts a rounded 64.0.
-        unit_hint: the unit the question asks for (e.g. ``"GiB"``); defaults
-            to the registered answer's. It makes unit slips nameable.
-
-    Returns:
-        A :class:`CheckResult` (never raises for a learner's value).
-
-    Raises:
-        ValueError: for an unregistered ``name`` without ``expected`` (the
-            notebook author's mistake).
-    """
-    answer = ANSWERS.get(name)
-    if expected is None:
-        expected = expected_value(name)
-    unit = unit_hint if unit_hint is not None else (answer.unit if answer else None)
-    question = f" ({answer.question})" if answer else ""
-    if value is None or value is Ellipsis:
-        return CheckResult(
-            name, "not attempted", f"Not attempted yet: put your number in place of the blank{question}."
-        )
+def _scalar(value):
+    """``value`` as a Python number, or None (numpy scalars and one-element arrays included)."""
     number = as_number(value)
+    if number is None and hasattr(value, "item") and getattr(value, "size", None) == 1:
+        try:
+            number = as_number(value.item())
+        except (TypeError, ValueError):
+            return None
+    return number
+
+
+def _not_a_number(value) -> str:
+    kind = type(value).__name__
+    shape = getattr(value, "shape", None)
+    if shape is not None and tuple(shape) != ():
+        return f"your answer is a {kind} of shape {tuple(shape)}; the answer is one number (use .item() for a tensor)."
+    if callable(value):
+        return f"your answer is a {kind}; check() needs the number you computed, not a function."
+    if isinstance(value, str):
+        return f"your answer is text: {value!r}. Write the number alone, e.g. 64, not '64 GiB'."
+    return f"your answer should be a number; it is a {kind}: {value!r}."
+
+
+def _close(number: float, expected: float, exercise: ValueExercise) -> bool:
+    if exercise.rel_tol == 0 and exercise.abs_tol == 0:
+        return number == expected
+    return math.isclose(number, expected, rel_tol=exercise.rel_tol, abs_tol=exercise.abs_tol)
+
+
+def _how_far(number: float, expected: float) -> str | None:
+    """How ``number`` differs from ``expected``, without saying what ``expected`` is."""
+    if expected == 0:
+        return None
+    if number == 0:
+        return "It is 0, and the answer is not."
+    ratio = number / expected
+    if ratio < 0:
+        return "Its sign is wrong."
+    if ratio < 1:
+        return f"It is about {100 * (1 - ratio):.3g}% too small."
+    if ratio < 2:
+        return f"It is about {100 * (ratio - 1):.3g}% too large."
+    return f"It is about {ratio:.3g} times too large."
+
+
+def _compare_one(exercise: ValueExercise, value, expected, where: str = "") -> tuple[str, str] | None:
+    """``(status, problem)`` for one number of the answer, or None when it is right."""
+    number = _scalar(value)
+    label = f"{where}: " if where else ""
     if number is None:
-        kind = type(value).__name__
-        hint = " Write the number alone, e.g. 64, not '64 GiB'." if isinstance(value, str) else ""
-        return CheckResult(name, "failed", f"Your answer should be a number; it is a {kind}: {value!r}.{hint}")
+        return "failed", label + _not_a_number(value)
     if not math.isfinite(number):
-        return CheckResult(name, "failed", f"Your answer is {number}; it should be a finite number.")
-    unit_text = f" {unit}" if unit else ""
-    if math.isclose(number, expected, rel_tol=rel_tol, abs_tol=0.0 if expected else rel_tol):
-        return CheckResult(name, "passed", f"Correct: {_fmt(number)}{unit_text}{question}.")
-    lines = [f"Not quite: your answer is {_fmt(number)}{question}."]
-    slip = explain_ratio(number, expected, unit, rel_tol)
-    diagnoses = ()
+        return "failed", f"{label}your answer is {number}; it should be a finite number."
+    if exercise.integer and float(number) != int(number):
+        return "failed", f"{label}your answer is {format_number(number)}; a count is a whole number."
+    if _close(number, expected, exercise):
+        return None
+    return "failed", f"{label}your answer is {format_number(number)}."
+
+
+def _parts(exercise: ValueExercise, value, expected):
+    """Pairs ``(where, learner's part, expected part)``, or a problem with the answer's structure."""
+    if isinstance(expected, Mapping):
+        if not isinstance(value, Mapping):
+            return None, f"your answer should be a dict with keys {sorted(expected)}; it is a {type(value).__name__}."
+        missing = [k for k in expected if k not in value]
+        extra = [k for k in value if k not in expected]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"it has no entry for {', '.join(map(repr, missing))}")
+            if extra:
+                parts.append(f"it has unexpected keys {', '.join(map(repr, extra))}")
+            return None, "your dict does not hold the answer's keys: " + "; ".join(parts) + "."
+        return [(f"entry {k!r}", value[k], expected[k]) for k in expected], None
+    if isinstance(expected, Sequence):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, Mapping)) and not hasattr(
+            value, "__len__"
+        ):
+            return None, f"your answer should hold {len(expected)} numbers; it is a {type(value).__name__}."
+        try:
+            items = [value[i] for i in range(len(value))]
+        except Exception:  # noqa: BLE001 - an odd container
+            return None, f"your answer should be a list or tuple of {len(expected)} numbers."
+        if len(items) != len(expected):
+            return None, f"your answer should hold {len(expected)} numbers; it holds {len(items)}."
+        return [(f"number {i + 1}", v, e) for i, (v, e) in enumerate(zip(items, expected))], None
+    return [("", value, expected)], None
+
+
+def grade_value(exercise: ValueExercise, value) -> CheckResult:
+    """Grade the learner's ``value`` for ``exercise`` (see :func:`minattn.grading.check`)."""
+    name, question = exercise.name, f" ({exercise.question})"
+    if value is None or value is Ellipsis:
+        return CheckResult(name, "not attempted", f"Not attempted yet: put your answer in place of None{question}.")
+    expected = exercise.answer()
+    parts, problem = _parts(exercise, value, expected)
+    if problem:
+        return CheckResult(name, "failed", f"Not quite{question}: {problem}")
+    for where, got, want in parts:
+        outcome = _compare_one(exercise, got, want, where)
+        if outcome is None:
+            continue
+        status, text = outcome
+        lines = [f"Not quite{question}: {text}"]
+        diagnoses = ()
+        number = _scalar(got)
+        slip = _known_slip(exercise, value, number, want) if number is not None and math.isfinite(number) else None
+        if slip:
+            key, sentence = slip
+            lines.append(f"Likely slip: {sentence}")
+            diagnoses = (key,)
+        elif number is not None and math.isfinite(number):
+            far = _how_far(number, want)
+            if far:
+                lines.append(far)
+            lines.append("  Hint: redo the computation step by step and write down what each number counts.")
+        return CheckResult(name, status, "\n".join(lines), diagnoses=diagnoses)
+    unit = f" {exercise.unit}" if exercise.unit else ""
+    shown = format_number(_scalar(value)) + unit if len(parts) == 1 and not parts[0][0] else "all parts right"
+    return CheckResult(name, "passed", f"Correct: {shown}{question}.")
+
+
+def _known_slip(exercise: ValueExercise, value, number: float, expected: float):
+    """``(key, sentence)`` of the exercise's wrong answer that ``value`` equals, else a unit slip, else None."""
+    for wrong in exercise.wrong:
+        try:
+            candidate = wrong.value()
+        except Exception:  # noqa: BLE001 - a slip that cannot be computed does not match
+            continue
+        if _same(value, candidate, exercise):
+            return wrong.key, wrong.text
+    slip = explain_ratio(number, expected, exercise.unit, max(exercise.rel_tol, 1e-9))
     if slip:
         key, sentence = slip
-        lines.append(f"Likely slip: {sentence}.")
-        diagnoses = (key,)
-    elif expected:
-        ratio = number / expected
-        if 0 < ratio < 1:
-            lines.append(f"It is about {100 * (1 - ratio):.3g}% too small.")
-        elif ratio > 1:
-            lines.append(f"It is about {ratio:.3g} times the answer: too large.")
-        else:
-            lines.append("Its sign is wrong.")
-        lines.append("  Hint: redo the computation step by step and write the unit of each intermediate number.")
-    return CheckResult(name, "failed", "\n".join(lines), diagnoses=diagnoses)
+        return f"factor:{key}", sentence + "."
+    return None
+
+
+def _same(value, candidate, exercise: ValueExercise) -> bool:
+    if isinstance(candidate, Mapping) or (isinstance(candidate, Sequence) and not isinstance(candidate, str)):
+        parts, problem = _parts(exercise, value, candidate)
+        return problem is None and all(_compare_one(exercise, g, w) is None for _, g, w in parts)
+    number = _scalar(value)
+    return number is not None and math.isfinite(number) and _close(number, float(candidate), exercise)

@@ -1,0 +1,137 @@
+"""The real nbgrader, on every solution notebook, with the commands the README gives.
+
+For each lesson: ``minattn-nbgrader-course`` sets up a course directory, ``nbgrader generate_assignment``
+releases the lesson, three learners submit (the untouched release; every answer right; every answer right
+but one left blank and one wrong), ``nbgrader autograde`` grades them, ``nbgrader export`` writes the
+scores and ``nbgrader generate_feedback`` the feedback pages. The untouched release scores 0, with every
+check reporting "not attempted"; the right answers score every automatically graded point (so every
+solution passes all its checks); the third learner scores exactly the points of the blank and the wrong
+exercise fewer, and that learner's feedback page shows both checks' own feedback.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = sorted(p.stem for p in (ROOT / "solutions").glob("*.ipynb"))
+BIN = Path(sys.executable).parent
+
+
+def nbgrader(course: Path, *args: str, timeout: float = 1500) -> str:
+    """Run an nbgrader command in ``course`` as the README does; fail with its output if it fails."""
+    env = dict(os.environ, PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
+    env.pop("NBGRADER_EXECUTION", None)
+    result = subprocess.run(
+        [str(BIN / "nbgrader"), *args], cwd=course, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    return result.stdout + result.stderr
+
+
+def grade_cells(nb) -> list:
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"]
+
+
+def answer_name(check_cell) -> str:
+    """The learner's variable or function a check cell grades: check("name", ANSWER)."""
+    return ast.parse(check_cell.source).body[0].value.args[1].id
+
+
+def solution_cells(nb) -> dict:
+    return {
+        c.metadata["nbgrader"]["grade_id"]: c
+        for c in nb.cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def blocks(nb) -> list[tuple[object, list[str]]]:
+    """Each check cell of ``nb`` with the grade_ids of the answer cells before it (since the previous check)."""
+    out, pending = [], []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "code":
+            pending.append(meta["grade_id"])
+        if meta.get("grade") and cell.cell_type == "code":
+            out.append((cell, pending))
+            pending = []
+    return out
+
+
+def submission(release, source, blank: str | None = None, wrong: str | None = None):
+    """The release with every answer cell taken from the solution, except the answers of check ``blank``
+    (left as released) and of check ``wrong`` (solved, then the answer replaced by a wrong one)."""
+    nb = copy.deepcopy(release)
+    solved = solution_cells(source)
+    by_check = {c.metadata["nbgrader"]["grade_id"]: (c, ids) for c, ids in blocks(release)}
+    keep_blank = set(by_check[blank][1]) if blank else set()
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id not in keep_blank:
+            cell.source = solved[grade_id].source
+    if wrong:
+        check_cell, ids = by_check[wrong]
+        last = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == ids[-1])
+        last.source += f"\n{answer_name(check_cell)} = 'a wrong answer'"
+    return nb
+
+
+def scores(course: Path) -> dict[str, tuple[float, float]]:
+    with open(course / "grades.csv", newline="") as f:
+        return {row["student_id"]: (float(row["raw_score"]), float(row["max_score"])) for row in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_nbgrader_grades_the_lesson(lesson, tmp_path):
+    course = tmp_path / "course"
+    made = subprocess.run(
+        [str(BIN / "minattn-nbgrader-course"), str(course), "--solutions", str(ROOT / "solutions"), "--lesson", lesson],
+        capture_output=True, text=True, check=True,
+    )
+    assert lesson in made.stdout
+    nbgrader(course, "generate_assignment", lesson, "--force")
+    release = nbformat.read(course / "release" / lesson / f"{lesson}.ipynb", as_version=4)
+    source = nbformat.read(course / "source" / lesson / f"{lesson}.ipynb", as_version=4)
+    checks = blocks(release)
+    assert checks, "a lesson without checks"
+    points = {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"]) for c, _ in checks}
+    answered = [gid for (c, ids), gid in zip(checks, points) if ids]
+    blank, wrong = answered[0], answered[-1]
+    learners = {
+        "untouched": copy.deepcopy(release),
+        "right": submission(release, source),
+        "partial": submission(release, source, blank=blank, wrong=wrong if wrong != blank else None),
+    }
+    for student, nb in learners.items():
+        folder = course / "submitted" / student / lesson
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{lesson}.ipynb")
+    nbgrader(course, "autograde", lesson, "--force")
+    nbgrader(course, "export")
+    got = scores(course)
+    auto_points = sum(points.values())
+    missing = points[blank] + (points[wrong] if wrong != blank else 0)
+    assert got["untouched"][0] == 0, got
+    assert got["right"][0] == auto_points, got
+    assert got["partial"][0] == auto_points - missing, got
+    untouched = nbformat.read(course / "autograded" / "untouched" / lesson / f"{lesson}.ipynb", as_version=4)
+    for cell in grade_cells(untouched):
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert errors and errors[0].ename == "CheckFailed" and "[NOT ATTEMPTED]" in errors[0].evalue, cell.source
+    nbgrader(course, "generate_feedback", lesson, "--force")
+    page = (course / "feedback" / "partial" / lesson / f"{lesson}.html").read_text(encoding="utf-8")
+    assert "Not attempted yet" in page  # the blank exercise's own feedback
+    if wrong != blank:
+        assert "[FAILED]" in page or "[ERROR]" in page  # and the wrong one's
+    shutil.rmtree(course, ignore_errors=True)
