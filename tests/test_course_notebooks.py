@@ -41,7 +41,10 @@ def test_lesson_structure_and_links(lesson):
         assert (lesson.parent / target).resolve().exists(), f"{lesson.name} links to missing {target}"
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert all(cell.get("outputs") is not None for cell in code)
-    assert any(cell.source.startswith("# NBVAL_CHECK_OUTPUT") for cell in code), "key figures are checked by nbval"
+    tagged = [cell for cell in code if "nbval-check-output" in cell.metadata.get("tags", [])]
+    assert tagged, "key figures are checked by nbval: tag their cells nbval-check-output"
+    marked = [i for i, cell in enumerate(nb.cells) if re.search(r"#\s*NBVAL_", cell.source)]
+    assert not marked, f"nbval markers belong in cell tags, not in the source the learner reads: cells {marked}"
 
 
 def _check_cells(notebook):

@@ -15,6 +15,7 @@ import ast
 import copy
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,31 @@ def blocks(nb) -> list[tuple[object, list[str]]]:
     return out
 
 
+def independent_answers(release, source) -> tuple[str, str]:
+    """Two checks (grade_ids) whose answers no later cell uses, so leaving one blank or wrong costs only its points.
+
+    A later exercise may call an earlier one's function (lesson 08's block calls the window attention of 8.1);
+    blanking that one would cost both, which is right for a learner but not what this test measures.
+    """
+    found = []
+    cells = release.cells
+    for check_cell, ids in blocks(release):
+        if not ids:
+            continue
+        name = answer_name(check_cell)
+        later = cells[cells.index(check_cell) + 1 :]
+        solved = solution_cells(source)
+        used_later = any(
+            re.search(rf"\b{re.escape(name)}\b", solved.get(c.metadata.get("nbgrader", {}).get("grade_id"), c).source)
+            for c in later
+            if c.cell_type == "code" and c not in grade_cells(release)
+        )
+        if not used_later:
+            found.append(check_cell.metadata["nbgrader"]["grade_id"])
+    assert found, "no exercise stands alone"
+    return found[0], found[-1]
+
+
 def submission(release, source, blank: str | None = None, wrong: str | None = None):
     """The release with every answer cell taken from the solution, except the answers of check ``blank``
     (left as released) and of check ``wrong`` (solved, then the answer replaced by a wrong one)."""
@@ -106,8 +132,7 @@ def test_nbgrader_grades_the_lesson(lesson, tmp_path):
     checks = blocks(release)
     assert checks, "a lesson without checks"
     points = {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"]) for c, _ in checks}
-    answered = [gid for (c, ids), gid in zip(checks, points) if ids]
-    blank, wrong = answered[0], answered[-1]
+    blank, wrong = independent_answers(release, source)
     learners = {
         "untouched": copy.deepcopy(release),
         "right": submission(release, source),

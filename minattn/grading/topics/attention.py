@@ -44,6 +44,7 @@ from ..exercise import (
     WrongAnswer,
     arange,
     case_dtype,
+    graders_own,
     randn,
     random_mask,
 )
@@ -166,16 +167,6 @@ def dot_product_variance_cases(device):
     ]
 
 
-def _warm_up() -> None:
-    """Pay minattn's one-off first-call cost before the learner's clock starts.
-
-    ``minattn.scaled_dot_product_attention`` checks shapes with ``torch.broadcast_shapes``, whose first call
-    imports ``torch._refs`` (seconds). The cases are built before the time budget starts; the reference runs
-    inside it.
-    """
-    torch.broadcast_shapes((1,), (1,))
-
-
 def _qkv(g, device, batch, n_q, n_k, d_k, d_v, dtype, scale=1.0):
     return (
         randn(g, (*batch, n_q, d_k), dtype, device, scale),
@@ -189,7 +180,6 @@ LARGE = frozenset({"large"})
 
 
 def plain_attention_cases(device):
-    _warm_up()
     g = torch.Generator().manual_seed(2)
     return [
         Case("lesson 01's worked example: q1 = k1, q2 = k2, k3 = (1.4, 1.4) (float64)", worked_example(F64, device)),
@@ -210,7 +200,6 @@ def plain_attention_cases(device):
 
 
 def attention_cases(device):
-    _warm_up()
     g = torch.Generator().manual_seed(1)
 
     def qkv(*args, **kwargs):
@@ -688,8 +677,8 @@ RULED_OUT = (
 )
 
 #: Calling the grader's own reference would hand the learner the answer.
-SCORE_MATRIX_RULED_OUT = (RuledOut("the grader's own score_matrix (minattn.grading)", (score_matrix,)),)
-DOT_VARIANCE_RULED_OUT = (RuledOut("the grader's own dot_product_variance (minattn.grading)", (dot_product_variance,)),)
+SCORE_MATRIX_RULED_OUT = (graders_own(score_matrix),)
+DOT_VARIANCE_RULED_OUT = (graders_own(dot_product_variance),)
 
 ATTENTION_BLOCKS = (
     "matrix products (@, torch.matmul or torch.einsum), torch.where or masked_fill, and a softmax "
@@ -804,8 +793,7 @@ CONCEPT_EXERCISES = [
             "a": "q1 gives v3 more weight, since v3 now carries more",
             "b": "the weights stay the same, and the third entry of each output becomes 10 times larger",
             "c": "nothing: the weights are the same, so the outputs are the same",
-            "d": "the third entry of each output grows and the other two shrink, so that each output still sums "
-            "to 1",
+            "d": "the third entry of each output grows and the other two shrink, so that each output still sums to 1",
         },
         "b",
         why={

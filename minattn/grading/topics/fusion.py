@@ -23,12 +23,12 @@ from ..exercise import (
     ChoiceExercise,
     FunctionExercise,
     RuledOut,
+    SameWeights,
     ValueExercise,
     WrongAnswer,
     case_dtype,
     randn,
 )
-from .mil import SameWeights, one_thread
 
 # ----------------------------------------------------------------------------- weights per patient
 
@@ -89,7 +89,7 @@ WEIGHTS_PER_PATIENT = ValueExercise(
 
 def cross_attention(queries: torch.Tensor, context: torch.Tensor, mha: MultiHeadAttention):
     """The reference: what ``mha(queries, context, context, return_weights=True)`` returns."""
-    with torch.no_grad(), one_thread():
+    with torch.no_grad():
         return mha(queries, context, context, return_weights=True)
 
 
@@ -189,7 +189,7 @@ def _explicit_cross(
 def _cross_variant(**switches):
     def variants(case):
         queries, context, mha = case.args
-        with torch.no_grad(), one_thread():
+        with torch.no_grad():
             if switches.get("kv_source") == "queries":
                 output = _explicit_cross(queries, context, mha, kv_source=queries)
             elif switches.get("scale_dim") == "C":

@@ -559,21 +559,6 @@ def _boltzmann(energies, beta, index=0) -> float:
 
 # ----------------------------------------------------------------------------- concept questions of lesson 13
 
-
-def _default_scale_beta(d: int) -> float:
-    """The inverse temperature that attention's default scale 1/sqrt(d) gives on unit-norm vectors.
-
-    Read off the package's attention weights: a query equal to key 1 and orthogonal to key 2, all three of
-    length sqrt(d) (unit variance per entry); on unit vectors the logits are β * cosine, so
-    log(w_1 / w_2) = β * (1 - 0).
-    """
-    keys = torch.eye(d, dtype=F64)[:2] * math.sqrt(d)
-    _, w = scaled_dot_product_attention(keys[:1], keys, keys, return_weights=True)
-    return float(torch.log(w[0, 0] / w[0, 1]))
-
-
-_HEAD_DIM = 64
-
 CONCEPT_EXERCISES = [
     ChoiceExercise(
         "concept_boltzmann_limits",
@@ -652,32 +637,24 @@ CONCEPT_EXERCISES = [
             "d": "the sweep uses the same corrupted queries at every β: only β changes.",
         },
     ),
-    ValueExercise(
+    ChoiceExercise(
         "concept_default_scale_beta",
-        f"the inverse temperature β, on the unit-norm scale, of attention's default scale for a head with "
-        f"d_k = {_HEAD_DIM} and unit-variance entries",
-        lambda: _default_scale_beta(_HEAD_DIM),
-        unit=None,
-        rel_tol=1e-6,
-        wrong=(
-            WrongAnswer(
-                "scale_itself",
-                lambda: 1 / math.sqrt(_HEAD_DIM),
-                "that is the scale applied to the raw vectors; on unit-norm vectors β multiplies the cosine, "
-                "and the raw dot product is the cosine times both lengths.",
-            ),
-            WrongAnswer(
-                "scale_left_out",
-                lambda: float(_HEAD_DIM),
-                "that is the product of the two lengths alone; attention then multiplies the dot product by its "
-                "scale 1/√d_k.",
-            ),
-            WrongAnswer(
-                "lesson_head",
-                lambda: _default_scale_beta(256),
-                "that is the lesson's β for 16 x 16 patches (d = 256); this head has d_k = 64.",
-            ),
-        ),
+        "the inverse temperature β, on the unit-norm scale, of attention's default scale for a head with d_k = 64 "
+        "and unit-variance entries",
+        {
+            "a": "1/8 (= 1/√d_k)",
+            "b": "8 (= √d_k)",
+            "c": "64 (= d_k)",
+            "d": "16, as in the lesson",
+        },
+        "b",
+        why={
+            "a": "that is the scale applied to the raw vectors; on unit-norm vectors β multiplies the cosine, and "
+            "the raw dot product is the cosine times both lengths.",
+            "c": "that is the product of the two lengths alone; attention then multiplies the dot product by its "
+            "scale 1/√d_k.",
+            "d": "the lesson's β = 16 was for 16 x 16 patches, d = 256; this head has d_k = 64.",
+        },
     ),
 ]
 

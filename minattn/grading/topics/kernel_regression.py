@@ -447,19 +447,6 @@ def _weight_by_hand() -> float:
 
 # ----------------------------------------------------------------------------- concept questions of lesson 12
 
-
-def _temperature(h: float) -> float:
-    """The softmax temperature T of the Gaussian weights at bandwidth ``h``, read off the package's weights.
-
-    Two samples at distances a and b from a query get weights whose log-ratio is -(a^2 - b^2) / T.
-    """
-    x_train = torch.tensor([0.5, 2.0], dtype=F64)
-    w = kr.nadaraya_watson_weights(torch.tensor([0.0], dtype=F64), x_train, h)[0]
-    return float(-(x_train[0] ** 2 - x_train[1] ** 2) / torch.log(w[0] / w[1]))
-
-
-_H = 1.5
-
 CONCEPT_EXERCISES = [
     ChoiceExercise(
         "concept_bandwidth_limits",
@@ -495,31 +482,24 @@ CONCEPT_EXERCISES = [
             "the origin it is small. In the attention route it becomes the per-key bias.",
         },
     ),
-    ValueExercise(
+    ChoiceExercise(
         "concept_bandwidth_temperature",
-        "the factor by which the softmax temperature changes when the bandwidth h is doubled",
-        lambda: _temperature(2 * _H) / _temperature(_H),
-        unit=None,
-        rel_tol=1e-6,
-        wrong=(
-            WrongAnswer(
-                "temperature_is_h",
-                lambda: 2.0,
-                "that is how h itself changes; the temperature is what the squared distances are divided by in "
-                "the logits. Write it out with h, then with 2h.",
-            ),
-            WrongAnswer(
-                "inverted",
-                lambda: _temperature(_H) / _temperature(2 * _H),
-                "that is the factor on the logits (and on attention's scale); the temperature divides the "
-                "logits, so it changes the other way.",
-            ),
-            WrongAnswer(
-                "square_root",
-                lambda: math.sqrt(2.0),
-                "the temperature grows faster than h, not slower: write it out with h, then with 2h.",
-            ),
-        ),
+        "the factor by which the softmax temperature is multiplied when the bandwidth h is doubled",
+        {
+            "a": "2: the temperature grows in proportion to h",
+            "b": "4: the temperature grows with the square of h",
+            "c": "1/4: a wider kernel makes the softmax colder",
+            "d": "1: the bandwidth changes the kernel, not the temperature of the softmax",
+        },
+        "b",
+        why={
+            "a": "the temperature is what the squared distances are divided by in the logits; write that divisor "
+            "out with h, then with 2h.",
+            "c": "a wider kernel spreads the weight over more samples, and spreading the weight is what a hotter "
+            "softmax does, not a colder one.",
+            "d": "the kernel weights are a softmax of -(x - xᵢ)² / 2h²: the bandwidth sits in the divisor of the "
+            "logits, and that divisor is the temperature.",
+        },
     ),
     ChoiceExercise(
         "concept_bandwidth_by_training_error",

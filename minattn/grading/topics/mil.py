@@ -10,7 +10,6 @@ is not told off for rounding.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -25,6 +24,7 @@ from ..exercise import (
     ChoiceExercise,
     FunctionExercise,
     RuledOut,
+    SameWeights,
     ValueExercise,
     WrongAnswer,
     case_dtype,
@@ -276,47 +276,13 @@ _AUC_BLOCKS = "torch.argsort, torch.unique (return_inverse, return_counts), torc
 # ----------------------------------------------------------------------------- gated attention pooling
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Run the grader's own small tensor work on one CPU thread.
-
-    On a busy machine a second thread that waits for a core makes a (2, 9) softmax or linear take
-    milliseconds instead of microseconds, and the check's time budget is shared with the learner.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def gated_attention_pool(h: torch.Tensor, V: nn.Linear, U: nn.Linear, w: nn.Linear):
     """The reference: minattn's gated AttentionPool, holding the learner's layers."""
     with torch.random.fork_rng(devices=[]):  # building the pool must not move the notebook's random state
         pool = mil.AttentionPool(h.shape[-1], V.out_features, gated=True)
     pool.V, pool.U, pool.w = V, U, w
-    with torch.no_grad(), one_thread():
+    with torch.no_grad():
         return pool(h)
-
-
-class SameWeights:
-    """Mixin for the modules of hidden cases: equal when their weights are equal.
-
-    The cases are built afresh for every check; comparing two builds of a case (as the bug tests do)
-    then compares the modules' weights, not their identity.
-    """
-
-    def __eq__(self, other):
-        if type(other) is not type(self):
-            return NotImplemented
-        mine, theirs = self.state_dict(), other.state_dict()
-        return mine.keys() == theirs.keys() and all(
-            mine[k].dtype == theirs[k].dtype and mine[k].device == theirs[k].device and torch.equal(mine[k], theirs[k])
-            for k in mine
-        )
-
-    __hash__ = object.__hash__
 
 
 class CaseLinear(SameWeights, nn.Linear):
@@ -362,7 +328,7 @@ def gated_pool_cases(device):
 def _pool_variant(kind: str):
     def variants(case):
         h, V, U, w = case.args
-        with torch.no_grad(), one_thread():
+        with torch.no_grad():
             tanh, gate = torch.tanh(V(h)), torch.sigmoid(U(h))
             hidden = {
                 "no_gate": tanh,

@@ -31,6 +31,7 @@ from ..exercise import (
     WrongAnswer,
     arange,
     case_dtype,
+    graders_own,
     randn,
     triple,
 )
@@ -377,10 +378,6 @@ def _zero_offset_row_w2() -> int:
     return int(relative_position_index(2)[0, 0])
 
 
-def _reference(fn) -> RuledOut:
-    return RuledOut(f"minattn.grading's own {fn.__name__}", (fn,))
-
-
 # ----------------------------------------------------------------------------- concept questions
 
 CONCEPT_QUESTIONS = [
@@ -479,7 +476,7 @@ EXERCISES = [
         "tensor",
         "shuffle_both_ways(layer, x, perm)",
         bugs=tuple(SHUFFLE_BUGS),
-        ruled_out=(_reference(shuffle_both_ways),),
+        ruled_out=(graders_own(shuffle_both_ways),),
         building_blocks="indexing the token axis with perm and calling the layer",
     ),
     ValueExercise(
@@ -570,7 +567,7 @@ EXERCISES = [
         bugs=tuple(LOOKUP_BUGS),
         ruled_out=(
             RuledOut("minattn.RelativePositionBias (its forward does this lookup)", (RelativePositionBias,)),
-            _reference(lookup_bias),
+            graders_own(lookup_bias),
         ),
         building_blocks="indexing the table with the index tensor, then permute",
     ),

@@ -307,8 +307,7 @@ CONCEPT_EXERCISES = [
         why={
             "b": "a score of 0 is an ordinary score: in lesson 01's worked example q1 . k2 = 0, and k2 still got "
             "about 4% of q1's weight.",
-            "c": "the softmax's weights are exponentials divided by a positive sum, so none of them is ever "
-            "negative.",
+            "c": "the softmax's weights are exponentials divided by a positive sum, so none of them is ever negative.",
             "d": "the softmax exponentiates every entry, -inf included, and a score of 0 does not give the weight "
             "that a score of -inf gives.",
         },

@@ -5,8 +5,8 @@ computes, from its parts) and ``swin_block_forward(block, x)`` (what ``minattn.S
 graded on hidden modules: windows of unequal sides, 1 to 4 heads, regular and shifted blocks, masks,
 several volumes, float32 and float64. Value exercises: ``swin_block_params_c48_h3_w7`` and
 ``merged_tokens_32x64x64``, whose answers are computed here from the package. Concept questions
-(multiple choice, :data:`CONCEPT_EXERCISES`): ``concept_where_bias_enters``, ``concept_why_roll_back``,
-``concept_pre_norm`` and ``concept_patch_merging``.
+(multiple choice, :data:`CONCEPT_EXERCISES`): ``concept_window_mask_order``, ``concept_where_bias_enters``,
+``concept_why_roll_back``, ``concept_pre_norm`` and ``concept_patch_merging``.
 
 The hidden modules are built once per device and dtype, with their own seed (the learner's random
 numbers do not move), and a bias table and LayerNorms far from their initial values, so that a missing
@@ -15,9 +15,6 @@ bias or a swapped norm shows.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import inspect
 import math
 
 import torch
@@ -46,37 +43,6 @@ from .heads import named, seeded_build
 # ----------------------------------------------------------------------------- references
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """PyTorch on one CPU thread, then back to the caller's setting.
-
-    The hidden layers are tiny: on a busy machine (a test run, a shared server) spreading each of
-    their matrix products over several threads made the grader's own computations 10 to 100 times
-    slower, eating the learner's time budget. One thread is as fast on an idle machine.
-    """
-    threads = torch.get_num_threads()
-    if threads > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if threads > 1:
-            torch.set_num_threads(threads)
-
-
-def _grader_side(fn):
-    """``fn`` (a reference or a bug's variants) computed on one thread, see :func:`_one_thread`."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with _one_thread():
-            out = fn(*args, **kwargs)
-            return list(out) if inspect.isgenerator(out) else out
-
-    return wrapper
-
-
-@_grader_side
 def window_attention_forward(attn: WindowAttention, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """What ``attn(x, mask=mask)`` computes: window attention with relative position bias.
 
@@ -93,7 +59,6 @@ def window_attention_forward(attn: WindowAttention, x: torch.Tensor, mask: torch
     return attn(x, mask=mask)
 
 
-@_grader_side
 def swin_block_forward(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
     """What ``block(x)`` computes for a ``minattn.SwinBlock``: ``(B, D, H, W, C)`` -> same shape."""
     return block(x)
@@ -102,15 +67,6 @@ def swin_block_forward(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- hidden modules
 
 _MODULES: dict = {}
-
-
-def _warm_up():
-    """Call torch.broadcast_shapes once before the clock starts.
-
-    minattn.scaled_dot_product_attention calls it, and its first call imports sympy (a second or
-    more), which would otherwise eat the learner's time budget.
-    """
-    torch.broadcast_shapes((1,), (1,))
 
 
 def _randomise(module, seed: int):
@@ -155,7 +111,6 @@ def _grid(g, shape, dtype, device):
 
 
 def window_attention_cases(device):
-    _warm_up()
     g = torch.Generator().manual_seed(81)
 
     def attn(seed, dtype, **config):
@@ -205,7 +160,6 @@ def window_attention_cases(device):
 
 
 def swin_block_cases(device):
-    _warm_up()
     g = torch.Generator().manual_seed(82)
 
     def block(seed, dtype, **config):
@@ -303,7 +257,6 @@ def _attention(
 
 
 def _attention_variant(detail=None, **switches):
-    @_grader_side
     def variants(case):
         attn, x = case.args
         yield _attention(attn, x, case.kwargs.get("mask"), **switches), dict(detail or {})
@@ -311,7 +264,6 @@ def _attention_variant(detail=None, **switches):
     return variants
 
 
-@_grader_side
 def _inverted_mask(case):
     attn, x = case.args
     if case.kwargs.get("mask") is None:
@@ -450,7 +402,6 @@ def _block(
 
 
 def _block_variant(**switches):
-    @_grader_side
     def variants(case):
         block, x = case.args
         yield _block(block, x, **switches), {}
@@ -562,6 +513,29 @@ def _merged_tokens(factor: int = 2, axes: int = 3) -> int:
 # ----------------------------------------------------------------------------- concept questions
 
 CONCEPT_EXERCISES = [
+    # Before exercise 8.1.
+    ChoiceExercise(
+        "concept_window_mask_order",
+        "which mask applies to row 10 of the windows of 3 volumes, 4 windows each, with a mask of shape (4, N, N)",
+        {
+            "a": "mask[2]: row 10 is window 2 of the third volume, and the windows of every volume get the same "
+            "4 masks in the same order",
+            "b": "mask[3]: each mask covers three consecutive rows, as torch.repeat_interleave(mask, 3, dim=0) "
+            "spreads the 4 masks over 12 rows",
+            "c": "none: only the first 4 rows, the windows of the first volume, are masked",
+            "d": "a mask of its own: a shifted block needs one mask per window of the batch, 12 in all, and this "
+            "one lacks them",
+        },
+        "a",
+        why={
+            "b": "rows next to each other are neighbouring windows of one volume, not the same window of two "
+            "volumes: window_partition numbers the windows volume by volume.",
+            "c": "every volume is rolled the same way, so the windows that wrap around in the second volume need "
+            "the same blocking as those of the first.",
+            "d": "the mask depends only on the grid, the window and the shift, which all volumes of a batch share: "
+            "shifted_window_mask returns one mask per window position.",
+        },
+    ),
     # After exercise 8.1.
     ChoiceExercise(
         "concept_where_bias_enters",
@@ -607,7 +581,7 @@ CONCEPT_EXERCISES = [
             "the shapes printed in the lesson show.",
         },
     ),
-    # After concept check 8.b.
+    # After concept check 8.c.
     ChoiceExercise(
         "concept_pre_norm",
         "what the pre-norm layout x + attn(norm1(x)), then x + mlp(norm2(x)), implies",

@@ -35,6 +35,7 @@ from ..exercise import (
     WrongAnswer,
     arange,
     axes_text,
+    graders_own,
     number_variant,
     randn,
     triple,
@@ -564,10 +565,6 @@ def _windows_32x64x64() -> int:
     return cost.num_tokens(_GRID_32x64x64, 8)
 
 
-def _reference(fn) -> RuledOut:
-    return RuledOut(f"minattn.grading's own {fn.__name__}", (fn,))
-
-
 # ----------------------------------------------------------------------------- concept questions
 
 CONCEPT_QUESTIONS = [
@@ -751,7 +748,7 @@ EXERCISES = [
         "number",
         "windows_with_blocked_pairs(spatial_shape, window_size, shift)",
         bugs=tuple(BLOCKED_BUGS),
-        ruled_out=(_reference(windows_with_blocked_pairs),),
+        ruled_out=(graders_own(windows_with_blocked_pairs),),
         building_blocks="minattn.shifted_window_mask (or the region rule) and a count over windows",
     ),
     FunctionExercise(
@@ -766,7 +763,7 @@ EXERCISES = [
                 "minattn.receptive_field (layers_to_cover, receptive_field, receptive_field_growth, propagate)",
                 (layers_to_cover, receptive_field, receptive_field_growth, propagate),
             ),
-            _reference(layers_to_reach_all),
+            graders_own(layers_to_reach_all),
         ),
         building_blocks="the notebook's spread, applied layer after layer in a loop",
     ),
