@@ -118,8 +118,7 @@ def scores(course: Path) -> dict[str, tuple[float, float]]:
         return {row["student_id"]: (float(row["raw_score"]), float(row["max_score"])) for row in csv.DictReader(f)}
 
 
-@pytest.mark.parametrize("lesson", LESSONS)
-def test_nbgrader_grades_the_lesson(lesson, tmp_path):
+def nbgrader_grades_the_lesson(lesson, tmp_path):
     course = tmp_path / "course"
     made = subprocess.run(
         [str(BIN / "minattn-nbgrader-course"), str(course), "--solutions", str(ROOT / "solutions"), "--lesson", lesson],
@@ -160,3 +159,14 @@ def test_nbgrader_grades_the_lesson(lesson, tmp_path):
     if wrong != blank:
         assert "[FAILED]" in page or "[ERROR]" in page  # and the wrong one's
     shutil.rmtree(course, ignore_errors=True)
+
+
+# One test class per lesson: pytest-xdist's --dist loadscope keeps a module's plain tests on one worker,
+# but spreads classes, and each lesson's notebooks run three times.
+for _lesson in LESSONS:
+    _name = "TestLesson" + _lesson.split("-")[0]
+    globals()[_name] = type(
+        _name,
+        (),
+        {"test_nbgrader_grades_the_lesson": lambda self, tmp_path, lesson=_lesson: nbgrader_grades_the_lesson(lesson, tmp_path)},
+    )
