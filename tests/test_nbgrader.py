@@ -170,3 +170,16 @@ for _lesson in LESSONS:
         (),
         {"test_nbgrader_grades_the_lesson": lambda self, tmp_path, lesson=_lesson: nbgrader_grades_the_lesson(lesson, tmp_path)},
     )
+
+
+class TestValidate:
+    """``nbgrader validate``, which learners run before submitting: a solution passes, a blank exercise does not."""
+
+    def test_a_solution_passes_and_a_blank_exercise_fails(self, tmp_path):
+        lesson = "01-queries-keys-values"
+        for folder, expected in (("solutions", "Success! Your notebook passes all the tests."), ("exercises", None)):
+            out = nbgrader(tmp_path, "validate", str(ROOT / folder / f"{lesson}.ipynb"))
+            if expected:
+                assert expected in out, out[-2000:]
+            else:
+                assert "VALIDATION FAILED ON" in out and "CheckFailed" in out and "Not attempted yet" in out, out[-2000:]
