@@ -270,6 +270,7 @@ def test_shortcuts_are_caught_however_they_are_reached():
         result = check("softmax", fn)
         assert result.status == "failed" and result.diagnoses == ("ruled_out",), (label, result)
         assert "rules out" in result.feedback and "build it from" in result.feedback
+
     # Building blocks stay allowed, and a comment naming a ruled-out call is not a call.
     def with_comment(x, dim=-1):
         # not torch.softmax(x, dim): built by hand

@@ -36,7 +36,9 @@ def nbgrader(course: Path, *args: str, timeout: float = 1500) -> str:
     result = subprocess.run(
         [str(BIN / "nbgrader"), *args], cwd=course, env=env, capture_output=True, text=True, timeout=timeout
     )
-    assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    assert result.returncode == 0, (
+        f"nbgrader {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    )
     return result.stdout + result.stderr
 
 
@@ -50,11 +52,7 @@ def answer_name(check_cell) -> str:
 
 
 def solution_cells(nb) -> dict:
-    return {
-        c.metadata["nbgrader"]["grade_id"]: c
-        for c in nb.cells
-        if c.metadata.get("nbgrader", {}).get("solution")
-    }
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")}
 
 
 def blocks(nb) -> list[tuple[object, list[str]]]:
@@ -122,7 +120,9 @@ def nbgrader_grades_the_lesson(lesson, tmp_path):
     course = tmp_path / "course"
     made = subprocess.run(
         [str(BIN / "minattn-nbgrader-course"), str(course), "--solutions", str(ROOT / "solutions"), "--lesson", lesson],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert lesson in made.stdout
     nbgrader(course, "generate_assignment", lesson, "--force")
@@ -168,7 +168,11 @@ for _lesson in LESSONS:
     globals()[_name] = type(
         _name,
         (),
-        {"test_nbgrader_grades_the_lesson": lambda self, tmp_path, lesson=_lesson: nbgrader_grades_the_lesson(lesson, tmp_path)},
+        {
+            "test_nbgrader_grades_the_lesson": lambda self, tmp_path, lesson=_lesson: nbgrader_grades_the_lesson(
+                lesson, tmp_path
+            )
+        },
     )
 
 
@@ -182,4 +186,6 @@ class TestValidate:
             if expected:
                 assert expected in out, out[-2000:]
             else:
-                assert "VALIDATION FAILED ON" in out and "CheckFailed" in out and "Not attempted yet" in out, out[-2000:]
+                assert "VALIDATION FAILED ON" in out and "CheckFailed" in out and "Not attempted yet" in out, out[
+                    -2000:
+                ]

@@ -117,4 +117,3 @@ def _display_for_nbgrader(result: CheckResult) -> CheckResult | None:
         return result
     display(result)
     return None
-

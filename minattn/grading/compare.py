@@ -213,9 +213,7 @@ def compare(expected: Any, got: Any, kind: str = "tensor", where: str = "output"
     """
     if isinstance(expected, (tuple, list)):
         if not isinstance(got, (tuple, list)):
-            return Mismatch(
-                "type", _type_message(got, f"a tuple of {len(expected)} results"), where
-            )
+            return Mismatch("type", _type_message(got, f"a tuple of {len(expected)} results"), where)
         if len(got) != len(expected):
             return Mismatch("length", f"expected a tuple of {len(expected)} results, got {len(got)}.", where)
         for i, (e, g) in enumerate(zip(expected, got)):

@@ -69,7 +69,9 @@ def match_bug(bug: Bug, case: Case, got, expected) -> dict | None:
     return None
 
 
-def diagnose(spec: FunctionExercise, case: Case, got, expected, mismatch_kind: str = "values", limit: int = 2) -> list[Diagnosis]:
+def diagnose(
+    spec: FunctionExercise, case: Case, got, expected, mismatch_kind: str = "values", limit: int = 2
+) -> list[Diagnosis]:
     """Likely bugs behind ``got`` (the learner's output) differing from ``expected`` on ``case``.
 
     ``mismatch_kind`` is the :class:`~minattn.grading.compare.Mismatch` kind;

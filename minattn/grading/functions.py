@@ -127,15 +127,12 @@ def _bind(fn, case: Case):
 
 
 def _not_attempted(spec: FunctionExercise, fn, error: BaseException) -> CheckResult:
-    """"Not attempted", naming the unfinished function when it is another one that ``fn`` calls."""
+    """ "Not attempted", naming the unfinished function when it is another one that ``fn`` calls."""
     name = getattr(fn, "__name__", "")
     frames = learner_frames(error)
     placeholder = frames[-1].name if frames else name
     if placeholder not in (name, "<lambda>"):
-        why = (
-            f"your function calls `{placeholder}`, which still raises NotImplementedError: finish that "
-            "exercise first"
-        )
+        why = f"your function calls `{placeholder}`, which still raises NotImplementedError: finish that exercise first"
     else:
         why = "your function still raises NotImplementedError"
     return CheckResult(spec.name, "not attempted", NOT_ATTEMPTED.format(why=why))

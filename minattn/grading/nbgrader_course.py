@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 #: The course's nbgrader configuration, written into the course directory.
-CONFIG = '''\
+CONFIG = """\
 # nbgrader configuration for the minattn course (written by minattn-nbgrader-course).
 c = get_config()
 c.CourseDirectory.course_id = "minattn"
@@ -38,7 +38,7 @@ c.Execute.timeout = 600
 # keeps top-level stubs runnable instead).
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
-'''
+"""
 
 
 def make_course(root, solutions="solutions", lessons=None) -> list[str]:

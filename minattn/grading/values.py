@@ -102,8 +102,10 @@ def _parts(exercise: ValueExercise, value, expected):
             return None, "your dict does not hold the answer's keys: " + "; ".join(parts) + "."
         return [(f"entry {k!r}", value[k], expected[k]) for k in expected], None
     if isinstance(expected, Sequence):
-        if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, Mapping)) and not hasattr(
-            value, "__len__"
+        if (
+            isinstance(value, (str, bytes))
+            or not isinstance(value, (Sequence, Mapping))
+            and not hasattr(value, "__len__")
         ):
             return None, f"your answer should hold {len(expected)} numbers; it is a {type(value).__name__}."
         try:
