@@ -248,9 +248,9 @@ def axes_text(order: Iterable[str]) -> str:
     return "(" + ", ".join(order) + ")"
 
 
-def graders_own(fn) -> RuledOut:
-    """A :class:`RuledOut` for the grader's own reference ``fn``, where the package has no function of its own."""
-    return RuledOut(f"minattn.grading's own {fn.__name__}", (fn,))
+def graders_own(*fns) -> RuledOut:
+    """A :class:`RuledOut` for the grader's own references ``fns``, where the package has no function of its own."""
+    return RuledOut(f"minattn.grading's own {' / '.join(fn.__name__ for fn in fns)}", fns)
 
 
 class SameWeights:

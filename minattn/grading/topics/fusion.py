@@ -27,6 +27,7 @@ from ..exercise import (
     ValueExercise,
     WrongAnswer,
     case_dtype,
+    graders_own,
     randn,
 )
 
@@ -449,9 +450,7 @@ INTERACTION_BUGS = [
     ),
 ]
 
-_CHECKER_REFERENCES = RuledOut(
-    "the checker's own finding_effect / interaction (minattn.grading)", (finding_effect, interaction)
-)
+_CHECKER_REFERENCES = graders_own(finding_effect, interaction)
 
 
 # ----------------------------------------------------------------------------- the position-blind prediction

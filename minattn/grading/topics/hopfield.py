@@ -39,6 +39,7 @@ from ..exercise import (
     ValueExercise,
     WrongAnswer,
     case_dtype,
+    graders_own,
 )
 
 # ----------------------------------------------------------------------------- references
@@ -541,7 +542,7 @@ HF_ENERGY = RuledOut(
     "minattn.apps.hopfield's energy (hopfield_energy, retrieve, retrieval_sweep)",
     (hf.hopfield_energy, hf.retrieve, hf.retrieval_sweep),
 )
-GRADER_RETRIEVAL = RuledOut("the grader's own answer (minattn.grading.topics.hopfield)", (fraction_retrieved,))
+GRADER_RETRIEVAL = graders_own(fraction_retrieved)
 HF_RETRIEVAL = RuledOut(
     "minattn.apps.hopfield's update and retrieval (hopfield_update, hopfield_update_attention, retrieve, "
     "retrieval_sweep)",

@@ -26,7 +26,7 @@ import torch
 from ... import cost
 from ... import receptive_field as rf
 from ...apps import long_range as lr
-from ..exercise import Bug, Case, ChoiceExercise, FunctionExercise, RuledOut
+from ..exercise import Bug, Case, ChoiceExercise, FunctionExercise, RuledOut, graders_own
 
 # ----------------------------------------------------------------------------- references
 
@@ -490,7 +490,7 @@ COST_BUGS = [
 
 COARSE_TO_FINE_RULED_OUT = (RuledOut("minattn.apps.long_range.coarse_to_fine", (lr.coarse_to_fine,)),)
 LINK_RULED_OUT = (
-    RuledOut("the grader's own answer (minattn.grading.topics.long_range)", (layers_to_link, blocks_to_link)),
+    graders_own(layers_to_link, blocks_to_link),
     RuledOut(
         "minattn.apps.long_range's counts (layers_to_link, hierarchical_layers_to_link, hierarchical_receptive_field)",
         (lr.layers_to_link, lr.hierarchical_layers_to_link, lr.hierarchical_receptive_field),
