@@ -2,11 +2,11 @@
 
 Compares, for one head of q, k, v ``(1, 1, N, d)``:
 
-* ``mea``: :func:`minattn.efficient.memory_efficient_attention` (plain PyTorch,
+* ``mea``: :func:`minattn.memory_efficient_attention` (plain PyTorch,
   online softmax, chunk x chunk tiles);
 * ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` (PyTorch's
   fused kernel: flash attention on CPU when no mask is given);
-* ``attention``: :func:`minattn.efficient.attention`, the dispatching entry
+* ``attention``: :func:`minattn.attention`, the dispatching entry
   point (should match ``sdpa`` here: no mask, so the fused kernel is used).
 
 Each (N, method) runs in a fresh subprocess, so the peak resident memory
@@ -44,7 +44,7 @@ def worker(args) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from minattn.efficient import attention, memory_efficient_attention
+    from minattn import attention, memory_efficient_attention
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -88,8 +88,13 @@ def worker(args) -> dict:
             if not torch.isfinite(out).all():
                 raise RuntimeError(f"{args.method} returned non-finite values at N={args.n}")
             del out
-    result = {"n": args.n, "method": args.method, "times": times, "rss_inputs_mib": rss_inputs,
-              "peak_rss_mib": _peak_rss_mib()}
+    result = {
+        "n": args.n,
+        "method": args.method,
+        "times": times,
+        "rss_inputs_mib": rss_inputs,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
     if cuda:
         result["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     return result
@@ -101,16 +106,17 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny N and one repeat: a smoke test")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="token counts N (default 32768 131072)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed runs per case (default 3, or 1 when N > 32768)")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="torch.set_num_threads (fixed, so CPU figures compare)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed runs per case (default 3, or 1 when N > 32768)"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (fixed, so CPU figures compare)")
     parser.add_argument("--dim", type=int, default=32, help="d = d_k = d_v")
     parser.add_argument("--heads", type=int, default=1)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--chunk-size", type=int, default=1024)
-    parser.add_argument("--warm-full-max", type=int, default=32768,
-                        help="also warm up at the measured N when N <= this (default 32768)")
+    parser.add_argument(
+        "--warm-full-max", type=int, default=32768, help="also warm up at the measured N when N <= this (default 32768)"
+    )
     parser.add_argument("--worker", nargs=2, metavar=("N", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -121,9 +127,22 @@ def main(argv=None) -> None:
         return
 
     sizes = args.sizes or ([256, 1024] if args.quick else [32768, 131072])
-    passthrough = ["--device", args.device, "--threads", str(args.threads), "--dim", str(args.dim),
-                   "--heads", str(args.heads), "--dtype", args.dtype, "--chunk-size", str(args.chunk_size),
-                   "--warm-full-max", str(args.warm_full_max)]
+    passthrough = [
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+        "--dim",
+        str(args.dim),
+        "--heads",
+        str(args.heads),
+        "--dtype",
+        args.dtype,
+        "--chunk-size",
+        str(args.chunk_size),
+        "--warm-full-max",
+        str(args.warm_full_max),
+    ]
     if args.repeats or args.quick:
         passthrough += ["--repeats", str(args.repeats or 1)]
 
@@ -136,7 +155,7 @@ def main(argv=None) -> None:
     for n in sizes:
         for method in args.methods:
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(n), method, *passthrough]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 rows.append({"n": n, "method": method, "error": proc.stderr.strip().splitlines()[-1:]})
             else:
@@ -145,12 +164,16 @@ def main(argv=None) -> None:
 
     print(f"command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
     print(f"torch {torch.__version__}, Python {platform.python_version()}, {platform.platform()}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
-          f"torch.set_num_threads({args.threads}), device {args.device}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+        f"torch.set_num_threads({args.threads}), device {args.device}"
+    )
     if args.device.startswith("cuda") and torch.cuda.is_available():
         print(f"GPU: {torch.cuda.get_device_name(torch.device(args.device))}")
-    print(f"one head, d = {args.dim}, {args.dtype}, chunk_size = {args.chunk_size} (mea), no mask; "
-          "each case in a fresh process; time = median of the timed runs")
+    print(
+        f"one head, d = {args.dim}, {args.dtype}, chunk_size = {args.chunk_size} (mea), no mask; "
+        "each case in a fresh process; time = median of the timed runs"
+    )
     print()
     extra = " peak CUDA MiB |" if args.device.startswith("cuda") else ""
     print(f"| N | method | median s | runs | RSS after inputs MiB | peak RSS MiB |{extra} full fp32 score matrix GiB |")
@@ -158,12 +181,17 @@ def main(argv=None) -> None:
     for r in rows:
         full = r["n"] ** 2 * args.heads * 4 / 2**30
         if "error" in r:
-            print(f"| {r['n']:,} | {r['method']} | error: {' '.join(r['error'])} | | | |" + (" |" if extra else "")
-                  + f" {full:.3g} |")
+            print(
+                f"| {r['n']:,} | {r['method']} | error: {' '.join(r['error'])} | | | |"
+                + (" |" if extra else "")
+                + f" {full:.3g} |"
+            )
             continue
         cuda_col = f" {r['peak_cuda_mib']:.0f} |" if extra else ""
-        print(f"| {r['n']:,} | {r['method']} | {statistics.median(r['times']):.4g} | {len(r['times'])} | "
-              f"{r['rss_inputs_mib']:.0f} | {r['peak_rss_mib']:.0f} |{cuda_col} {full:.3g} |")
+        print(
+            f"| {r['n']:,} | {r['method']} | {statistics.median(r['times']):.4g} | {len(r['times'])} | "
+            f"{r['rss_inputs_mib']:.0f} | {r['peak_rss_mib']:.0f} |{cuda_col} {full:.3g} |"
+        )
 
 
 if __name__ == "__main__":

@@ -65,3 +65,20 @@ def check_divisible(spatial: Sequence[int], size: Sequence[int], what: str, hint
     if any(s % p for s, p in zip(spatial, size)):
         message = f"spatial shape {tuple(spatial)} is not divisible by the {what} {tuple(size)}"
         raise ValueError(message + (f"; {hint}" if hint else ""))
+
+
+def check_int(value, name: str, minimum: int = 0) -> int:
+    """Return ``value`` as an int, or raise unless it is an integer (not a bool) of at least ``minimum``.
+
+    Python and numpy integers are accepted; floats, bools and strings are not,
+    so a ``2.0`` that should have been ``2`` is caught where it is passed.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        kind = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
+        raise ValueError(f"{name} must be {kind}; received {value!r}")
+    return int(value)
+
+
+def ceil_div(a: int, b: int) -> int:
+    """``ceil(a / b)`` for positive ints, in integer arithmetic (no float rounding for huge sizes)."""
+    return -(-a // b)

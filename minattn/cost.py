@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from ._validate import as_size_tuple, check_divisible, spatial_ndim
+from ._validate import as_size_tuple, check_divisible, check_int, spatial_ndim
 
 
 def _spatial(shape) -> tuple[int, ...]:
@@ -37,8 +37,7 @@ def num_tokens(shape, patch=1) -> int:
 
 
 def _count(tokens: int, name: str = "tokens") -> int:
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
-        raise ValueError(f"{name} must be a positive int; received {tokens!r}")
+    check_int(tokens, name, minimum=1)
     return tokens
 
 

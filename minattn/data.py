@@ -11,7 +11,8 @@ Three sources, all of which work on a machine that has never been online:
   pydicom wheel, in Hounsfield units.
 
 :func:`insert_lesion` adds a spherical or ellipsoidal lesion to any 2D or 3D
-image (a primary tumour, then a distant metastasis on real anatomy).
+image (a primary tumour, then a distant metastasis on real anatomy), and
+:func:`scale_hu` turns Hounsfield units into the small numbers a network reads.
 
 Axis order everywhere is ``(D, H, W)`` with ``volume[d]`` one axial slice:
 ``D`` from the head end (index 0) towards the feet, ``H`` from the front
@@ -22,10 +23,12 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
+
+from ._validate import check_int
 
 __all__ = [
     "AIR_HU",
@@ -36,6 +39,7 @@ __all__ = [
     "load_mni152",
     "phantom",
     "random_lesions",
+    "scale_hu",
 ]
 
 AIR_HU = -1000.0
@@ -144,8 +148,7 @@ def random_lesions(
     Returns:
         A list of :class:`Lesion`, centres at voxel positions.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int; received {n!r}")
+    check_int(n, "n", minimum=0)
     shape = tuple(int(s) for s in shape)
     (r_lo, r_hi), (c_lo, c_hi) = radius_range, contrast_range
     if not 0 < r_lo <= r_hi:
@@ -363,3 +366,29 @@ def load_ct_slice() -> torch.Tensor:
         stored in the file; values about -900 to 1200 HU.
     """
     return torch.from_numpy(_ct_small().copy())
+
+
+def scale_hu(hu: torch.Tensor, scale: float, centre: float = 0.0, clip: tuple[float, float] | None = None):
+    """Hounsfield units to network inputs: clip, subtract ``centre``, divide by ``scale``.
+
+    CT values span thousands of HU; a network trains best on numbers of order one. A radiologist's
+    display window (level L, width W) is the case ``centre = L, scale = W / 2, clip = (L - W/2, L + W/2)``,
+    which maps the window onto [-1, 1] and everything outside it to -1 or +1.
+
+    Args:
+        hu: a tensor of any shape, in HU.
+        scale: how many HU make one unit of the result.
+        centre: the HU value that becomes 0.
+        clip: ``(low, high)`` in HU: values outside are set to the nearer bound first; None: no clipping.
+
+    Returns:
+        ``(clip(hu) - centre) / scale``, same shape, dtype and device as ``hu``.
+    """
+    if not scale > 0:
+        raise ValueError(f"scale must be a positive number of HU per unit; received {scale!r}")
+    if clip is not None:
+        low, high = clip
+        if not low <= high:
+            raise ValueError(f"clip must be (low, high) with low <= high, in HU; received {clip!r}")
+        hu = hu.clamp(low, high)
+    return (hu - centre) / scale

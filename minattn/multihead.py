@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ._validate import check_int
 from .attention import scaled_dot_product_attention
 
 
@@ -30,8 +31,7 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 def check_heads(dim: int, num_heads: int) -> int:
     """Validate ``dim`` and ``num_heads``; return the head dimension."""
     for name, value in (("dim", dim), ("num_heads", num_heads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int; received {value!r}")
+        check_int(value, name, minimum=1)
     if dim % num_heads:
         raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads} (each head takes dim / num_heads features)")
     return dim // num_heads

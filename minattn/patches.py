@@ -14,7 +14,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ._validate import as_size_tuple, check_divisible, check_spatial_rank, spatial_ndim
+from ._validate import as_size_tuple, check_divisible, check_int, check_spatial_rank, spatial_ndim
 
 # einops patterns for 2 and 3 spatial axes. Lower-case letters before the
 # parentheses count patches along an axis; p, q, r index voxels inside a patch.
@@ -97,8 +97,7 @@ class PatchEmbed(nn.Module):
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3; received {spatial_dims}")
         for name, value in (("in_channels", in_channels), ("embed_dim", embed_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int; received {value!r}")
+            check_int(value, name, minimum=1)
         self.patch_size = as_size_tuple(patch_size, spatial_dims, "patch_size")
         self.in_channels = in_channels
         self.embed_dim = embed_dim

@@ -7,12 +7,12 @@ propagates a boolean "has influenced" set through the real masks, layer by
 layer, exactly as a Swin stage orders them: layer 1 regular windows, layer 2
 windows shifted by ``window // 2``, layer 3 regular again, and so on.
 
-Every step is the real pipeline of :func:`minattn.swin.shifted_window_attention`
-applied to indicator features instead of data: pad the grid to whole windows,
-roll by ``-shift``, partition into windows, combine with the
-:func:`shifted_window_mask`, then undo each step. MLPs and norms act on one
-token at a time and residual connections keep a token's own information, so
-attention alone decides who can reach whom.
+Each layer goes through the same :class:`minattn.windows.WindowLayout` as
+:func:`minattn.swin.shifted_window_attention`, applied to indicator features
+instead of data: pad the grid to whole windows, roll by ``-shift``, partition
+into windows, combine with the layout's mask, then undo each step. MLPs and
+norms act on one token at a time and residual connections keep a token's own
+information, so attention alone decides who can reach whom.
 """
 
 from __future__ import annotations
@@ -22,17 +22,10 @@ from typing import Sequence
 
 import torch
 
-from ._validate import as_size_tuple
-from .windows import (
-    cyclic_shift,
-    effective_window_and_shift,
-    pad_to_windows,
-    shifted_window_mask,
-    window_partition,
-    window_reverse,
-)
+from ._validate import as_size_tuple, check_int
+from .windows import WindowLayout, swin_shifts
 
-__all__ = ["layers_to_cover", "propagate", "receptive_field", "receptive_field_growth"]
+__all__ = ["default_max_layers", "layers_to_cover", "propagate", "receptive_field", "receptive_field_growth"]
 
 
 def _geometry(grid_shape, window_size):
@@ -44,32 +37,40 @@ def _geometry(grid_shape, window_size):
     return grid, window
 
 
-def _layer_shift(window: tuple[int, ...], layer: int, shifted: bool) -> tuple[int, ...]:
-    """Nominal shift of 1-based ``layer``: 0 on odd layers, ``window // 2`` on even ones when ``shifted``."""
-    return tuple(w // 2 for w in window) if shifted and layer % 2 == 0 else (0,) * len(window)
+def default_max_layers(grid: Sequence[int]) -> int:
+    """How many layers to try before giving up on linking tokens of ``grid``: ``4 * sum(grid) + 4``.
+
+    A shifted pair of layers moves a field's edge by at least one token per
+    axis whenever it can still grow, so this is a generous bound.
+    """
+    return 4 * sum(grid) + 4
+
+
+def _regular_and_shifted(grid: tuple[int, ...], window: tuple[int, ...], shifted: bool, device=None):
+    """The two layers a Swin stage alternates (the same regular one twice when ``shifted`` is False)."""
+    regular_shift, half_shift = swin_shifts(window, 2, shifted)
+    regular = _Layer(WindowLayout(grid, window, regular_shift), device)
+    return regular, _Layer(WindowLayout(grid, window, half_shift), device) if shifted else regular
 
 
 class _Layer:
-    """One attention layer's geometry on a grid, with its mask built once."""
+    """One attention layer's window layout, with its mask as a float matrix for propagating sets."""
 
-    def __init__(self, grid: tuple[int, ...], window: tuple[int, ...], shift: tuple[int, ...], device=None):
-        self.grid = grid
-        self.window, self.shift = effective_window_and_shift(grid, window, shift)
-        self.padded = tuple(-(-g // w) * w for g, w in zip(grid, self.window))
-        # (nW, N, N), True where query i may attend to key j. Transposed (see step) and float for a matmul.
-        mask = shifted_window_mask(self.padded, self.window, self.shift, device=device)
+    def __init__(self, layout: WindowLayout, device=None):
+        self.layout = layout
+        # (nW, N, N), True where query i may attend to key j; transposed (see step) and float for a matmul.
+        mask = layout.mask(device)
+        if mask is None:
+            mask = torch.ones(layout.num_windows, layout.tokens_per_window, layout.tokens_per_window, device=device)
         self.mask_t = mask.transpose(1, 2).float().contiguous()
 
     def step(self, reach: torch.Tensor) -> torch.Tensor:
         """One layer, backwards: the tokens whose information reaches a token of ``reach``.
 
         ``reach`` is a float 0/1 grid ``(1, *grid, C)`` holding C independent
-        sets; the result has the same shape.
+        sets; the result has the same shape. Padding carries no information: zeros.
         """
-        x = pad_to_windows(reach, self.window)  # padding carries no information: zeros
-        if any(self.shift):
-            x = cyclic_shift(x, self.shift)
-        windows = window_partition(x, self.window)  # (nW, N, C)
+        windows = self.layout.partition(reach)  # (nW, N, C)
         # key j has influenced query i if mask[i, j]; going backwards from the queries in the set,
         # key j joins if some query i in the set may attend to it: mask^T @ set.
         if windows.shape[-1] == 1:
@@ -77,12 +78,7 @@ class _Layer:
             windows = (self.mask_t @ torch.cat([windows, windows], dim=-1))[..., :1]
         else:
             windows = self.mask_t @ windows
-        windows = windows.clamp_(max=1.0)
-        x = window_reverse(windows, self.window, self.padded)
-        if any(self.shift):
-            x = cyclic_shift(x, tuple(-s for s in self.shift))
-        crop = (slice(None),) + tuple(slice(0, g) for g in self.grid) + (slice(None),)
-        return x[crop]
+        return self.layout.reverse(windows.clamp_(max=1.0))
 
 
 def propagate(reach: torch.Tensor, window_size, shifts: Sequence) -> torch.Tensor:
@@ -103,10 +99,10 @@ def propagate(reach: torch.Tensor, window_size, shifts: Sequence) -> torch.Tenso
     x = reach[None].float()
     layers: dict = {}
     for shift in shifts:
-        key = as_size_tuple(shift, len(grid), "shift", allow_zero=True)
-        if key not in layers:
-            layers[key] = _Layer(grid, window, key, device=reach.device)
-        x = layers[key].step(x)
+        layout = WindowLayout(grid, window, shift)
+        if layout not in layers:
+            layers[layout] = _Layer(layout, device=reach.device)
+        x = layers[layout].step(x)
     return x[0] > 0
 
 
@@ -139,11 +135,10 @@ def receptive_field(grid_shape, window_size, token, layers: int, shifted: bool =
         bool tensor of ``grid_shape``, True for every token that has influenced ``token``.
     """
     grid, window = _geometry(grid_shape, window_size)
-    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 0:
-        raise ValueError(f"layers must be a non-negative int; received {layers!r}")
+    layers = check_int(layers, "layers", minimum=0)
     reach = _token_set(grid, token, device)[..., None]
-    shifts = [_layer_shift(window, layer, shifted) for layer in range(layers, 0, -1)]
-    return propagate(reach, window, shifts)[..., 0]
+    # backwards from the token: layer L's shift first, down to layer 1's
+    return propagate(reach, window, swin_shifts(window, layers, shifted)[::-1])[..., 0]
 
 
 def receptive_field_growth(grid_shape, window_size, token, max_layers: int, shifted: bool = True, device=None):
@@ -160,11 +155,9 @@ def receptive_field_growth(grid_shape, window_size, token, max_layers: int, shif
         ``L`` equals ``receptive_field(grid_shape, window_size, token, L, shifted)``.
     """
     grid, window = _geometry(grid_shape, window_size)
-    if isinstance(max_layers, bool) or not isinstance(max_layers, int) or max_layers < 0:
-        raise ValueError(f"max_layers must be a non-negative int; received {max_layers!r}")
+    max_layers = check_int(max_layers, "max_layers", minimum=0)
     start = _token_set(grid, token, device)
-    regular = _Layer(grid, window, (0,) * len(grid), device=device)
-    shifted_layer = _Layer(grid, window, _layer_shift(window, 2, True), device=device) if shifted else regular
+    regular, shifted_layer = _regular_and_shifted(grid, window, shifted, device)
     # chain 0 applies regular, shifted, regular, ...; chain 1 shifted, regular, shifted, ...
     chains = [start[None, ..., None].float(), start[None, ..., None].float()]
     fields = [start]
@@ -187,7 +180,7 @@ def layers_to_cover(grid_shape, window_size, token=None, shifted: bool = True, m
             (every token's field is tracked at once, one set per token, so
             keep the grid to a few thousand tokens).
         shifted: alternate regular and shifted windows (True) or never shift.
-        max_layers: give up after this many; default ``4 * sum(grid) + 4``.
+        max_layers: give up after this many; default :func:`default_max_layers`.
 
     Returns:
         The number of layers, or None when the field stops growing (or
@@ -196,7 +189,7 @@ def layers_to_cover(grid_shape, window_size, token=None, shifted: bool = True, m
     """
     grid, window = _geometry(grid_shape, window_size)
     if max_layers is None:
-        max_layers = 4 * sum(grid) + 4
+        max_layers = default_max_layers(grid)
     if token is None:
         n = math.prod(grid)
         start = torch.eye(n, dtype=torch.bool).reshape(*grid, n)
@@ -204,8 +197,7 @@ def layers_to_cover(grid_shape, window_size, token=None, shifted: bool = True, m
         start = _token_set(grid, token)[..., None]
     if bool(start.all()):
         return 0
-    regular = _Layer(grid, window, (0,) * len(grid))
-    shifted_layer = _Layer(grid, window, _layer_shift(window, 2, True)) if shifted else regular
+    regular, shifted_layer = _regular_and_shifted(grid, window, shifted)
     chains = [start[None].float(), start[None].float()]
     previous, unchanged = None, 0
     for depth in range(1, max_layers + 1):

@@ -17,17 +17,9 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ._validate import as_size_tuple, check_spatial_rank, spatial_ndim
+from ._validate import as_size_tuple, check_int, check_spatial_rank, spatial_ndim
 from .window_attention import WindowAttention
-from .windows import (
-    check_shift,
-    cyclic_shift,
-    effective_window_and_shift,
-    pad_to_windows,
-    shifted_window_mask,
-    window_partition,
-    window_reverse,
-)
+from .windows import WindowLayout, check_shift, pad_to_windows, swin_shifts
 
 
 class Mlp(nn.Module):
@@ -44,28 +36,8 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-class MaskCache:
-    """Shifted-window masks, built once per (grid, window, shift, device) and reused.
-
-    The mask depends only on geometry, never on the data, so rebuilding it on
-    every forward pass (as MONAI does) is wasted work.
-    """
-
-    def __init__(self, max_entries: int = 16):
-        self.max_entries = max_entries
-        self._masks: dict = {}
-
-    def get(self, spatial_shape, window, shift, device) -> torch.Tensor:
-        key = (tuple(spatial_shape), tuple(window), tuple(shift), torch.device(device))
-        if key not in self._masks:
-            if len(self._masks) >= self.max_entries:
-                self._masks.pop(next(iter(self._masks)))  # forget the oldest shape
-            self._masks[key] = shifted_window_mask(spatial_shape, window, shift, device=device)
-        return self._masks[key]
-
-
 def shifted_window_attention(
-    x: torch.Tensor, attn: WindowAttention, shift_size, masks: MaskCache | None = None, mask=None
+    x: torch.Tensor, attn: WindowAttention, shift_size, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Window attention over a whole grid: pad, shift, partition, attend, and undo each step.
 
@@ -73,35 +45,20 @@ def shifted_window_attention(
         x: ``(B, D, H, W, C)`` (already normalised).
         attn: the window attention; its ``window_size`` is the nominal window.
         shift_size: the nominal shift (0 for a regular block).
-        masks: cache for the shifted-window masks; a fresh mask is built if None.
-        mask: a precomputed boolean ``(nW, N, N)`` mask for the padded grid,
-            used instead of building one (only when the block shifts).
+        mask: a boolean ``(nW, N, N)`` mask for the padded grid to use instead
+            of the layout's own (only when the block shifts).
 
     Returns:
         ``(B, D, H, W, C)``.
     """
-    spatial = tuple(x.shape[1:-1])
-    window, shift = effective_window_and_shift(spatial, attn.window_size, shift_size)
-    # Pad first, then roll: rolling an unpadded grid would wrap real tokens
-    # into the padding and break the three-region geometry the mask assumes.
-    padded = pad_to_windows(x, window)
-    padded_spatial = tuple(padded.shape[1:-1])
-    shifted = any(shift)
-    if shifted:
-        padded = cyclic_shift(padded, shift)
-        if mask is None:
-            mask = masks.get(padded_spatial, window, shift, x.device) if masks is not None else shifted_window_mask(
-                padded_spatial, window, shift, device=x.device
-            )
+    check_spatial_rank(x, "x", "channels_last")
+    layout = WindowLayout(x.shape[1:-1], attn.window_size, shift_size)
+    if layout.shifted:
+        mask = layout.mask(x.device) if mask is None else mask
     else:
         mask = None  # regular windows never mix regions
-    windows = window_partition(padded, window)
-    windows = attn(windows, mask=mask, window_size=window)
-    out = window_reverse(windows, window, padded_spatial)
-    if shifted:
-        out = cyclic_shift(out, tuple(-s for s in shift))
-    crop = (slice(None),) + tuple(slice(0, s) for s in spatial) + (slice(None),)
-    return out[crop]
+    windows = attn(layout.partition(x), mask=mask, window_size=layout.window)
+    return layout.reverse(windows)
 
 
 class SwinBlock(nn.Module):
@@ -139,12 +96,11 @@ class SwinBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.masks = MaskCache()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, D, H, W, C)`` -> same shape.
 
-        ``mask`` optionally overrides the cached shifted-window mask (boolean
+        ``mask`` optionally overrides the layout's shifted-window mask (boolean
         ``(nW, N, N)`` on the padded grid); it is ignored by regular blocks.
         """
         ndim = check_spatial_rank(x, "x", "channels_last")
@@ -153,7 +109,7 @@ class SwinBlock(nn.Module):
                 f"x must be channels-last with {len(self.window_size)} spatial axes and {self.dim} channels, "
                 f"(B, {'D, ' if len(self.window_size) == 3 else ''}H, W, {self.dim}); received {tuple(x.shape)}"
             )
-        x = x + shifted_window_attention(self.norm1(x), self.attn, self.shift_size, self.masks, mask)
+        x = x + shifted_window_attention(self.norm1(x), self.attn, self.shift_size, mask)
         return x + self.mlp(self.norm2(x))
 
 
@@ -219,15 +175,12 @@ class SwinStage(nn.Module):
         fused: bool | None = None,
     ):
         super().__init__()
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be a positive int; received {depth!r}")
+        depth = check_int(depth, "depth", minimum=1)
         ndim = spatial_ndim(window_size)
         window = as_size_tuple(window_size, ndim, "window_size")
-        half = tuple(w // 2 for w in window)
         self.window_size = window
         self.blocks = nn.ModuleList(
-            SwinBlock(dim, num_heads, window, (0,) * ndim if i % 2 == 0 else half, mlp_ratio, qkv_bias, fused)
-            for i in range(depth)
+            SwinBlock(dim, num_heads, window, shift, mlp_ratio, qkv_bias, fused) for shift in swin_shifts(window, depth)
         )
         self.downsample = downsample(dim=dim, spatial_dims=ndim) if downsample is not None else None
 

@@ -9,15 +9,17 @@ the far side from attending to their new, unrelated neighbours.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ._validate import as_size_tuple, check_divisible, check_spatial_rank
+from ._validate import as_size_tuple, ceil_div, check_divisible, check_int, check_spatial_rank, spatial_ndim
 
 # Windows are numbered batch-major, then D slowest and W fastest; tokens inside
 # a window are row-major (d, h, w): the order of Swin, Video-Swin and MONAI.
@@ -201,3 +203,157 @@ def shifted_window_mask(spatial_shape, window_size, shift, device=None) -> torch
     labels = region_ids(spatial, window, shift, device=device)
     label_windows = window_partition(labels[None, ..., None], window)[..., 0]  # (nW, N)
     return label_windows[:, :, None] == label_windows[:, None, :]
+
+
+def swin_shifts(window_size, depth: int, shifted: bool = True) -> list[tuple[int, ...]]:
+    """Nominal shift of each block of a Swin stage, block 0 first.
+
+    Even blocks (0, 2, ...) use regular windows, odd ones windows displaced
+    by half a window; ``shifted=False`` gives regular windows throughout.
+
+    Args:
+        window_size: an int (3D) or one int per spatial axis.
+        depth: number of blocks, >= 0.
+
+    Returns:
+        ``depth`` tuples of ints, e.g. ``[(0, 0, 0), (3, 3, 3), (0, 0, 0)]`` for a 7^3 window.
+    """
+    window = as_size_tuple(window_size, spatial_ndim(window_size), "window_size")
+    depth = check_int(depth, "depth", minimum=0)
+    half = tuple(w // 2 for w in window)
+    regular = (0,) * len(window)
+    return [half if shifted and block % 2 == 1 else regular for block in range(depth)]
+
+
+@dataclass(frozen=True, init=False)
+class WindowLayout:
+    """Where every token of a grid goes in one (shifted) window attention layer.
+
+    The layer pads the grid at the end of each axis to whole windows, rolls it
+    by ``-shift`` (only when it shifts), cuts it into windows, attends inside
+    each window under :meth:`mask`, then undoes each step. This class is that
+    geometry, written once: the Swin block, the receptive-field tools, the
+    attention-map tools and the explorers all go through it, so they cannot
+    disagree.
+
+    ``WindowLayout(grid, window, shift)`` takes the nominal window and shift;
+    along an axis where the grid is no larger than the window, one window
+    covers the axis, so the window shrinks to the grid and the shift becomes 0
+    (Swin's and MONAI's rule, :func:`effective_window_and_shift`).
+
+    Attributes:
+        grid: the token grid ``(D, H, W)`` or ``(H, W)``, unpadded.
+        window: the effective window, one int per axis.
+        shift: the effective shift, one int per axis (all 0: regular windows).
+    """
+
+    grid: tuple[int, ...]
+    window: tuple[int, ...]
+    shift: tuple[int, ...]
+
+    def __init__(self, grid: Sequence[int], window, shift=0):
+        grid = tuple(grid.tolist() if hasattr(grid, "tolist") else grid)
+        if len(grid) not in (2, 3):
+            raise ValueError(f"grid must be (D, H, W) or (H, W), without batch or channels; received {grid}")
+        grid = as_size_tuple(grid, len(grid), "grid")
+        window, shift = effective_window_and_shift(grid, window, shift)
+        object.__setattr__(self, "grid", grid)
+        object.__setattr__(self, "window", window)
+        object.__setattr__(self, "shift", shift)
+
+    @property
+    def padded(self) -> tuple[int, ...]:
+        """The grid padded at the end of each axis to a whole number of windows."""
+        return tuple(ceil_div(g, w) * w for g, w in zip(self.grid, self.window))
+
+    @property
+    def shifted(self) -> bool:
+        """Whether the layer rolls the grid (and so needs a mask)."""
+        return any(self.shift)
+
+    @property
+    def num_windows(self) -> int:
+        """Windows per volume, ``nW``."""
+        return math.prod(p // w for p, w in zip(self.padded, self.window))
+
+    @property
+    def tokens_per_window(self) -> int:
+        """Tokens per window, ``N = Wd * Wh * Ww``."""
+        return math.prod(self.window)
+
+    def _check_grid(self, x: torch.Tensor) -> None:
+        ndim = check_spatial_rank(x, "x", "channels_last")
+        if tuple(x.shape[1:-1]) != self.grid:
+            axes = "(B, D, H, W, C)" if len(self.grid) == 3 else "(B, H, W, C)"
+            raise ValueError(
+                f"x must be channels-last {axes} on the layout's grid {self.grid}; "
+                f"received shape {tuple(x.shape)} ({ndim} spatial axes)"
+            )
+
+    def partition(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad, roll and cut a grid into windows.
+
+        Args:
+            x: ``(B, *grid, C)``, channels-last.
+
+        Returns:
+            ``(B * nW, N, C)``, windows batch-major in :func:`window_partition` order.
+        """
+        self._check_grid(x)
+        # Pad first, then roll: rolling the unpadded grid would wrap real tokens
+        # into the padding and break the three-region geometry the mask assumes.
+        x = pad_to_windows(x, self.window)
+        if self.shifted:
+            x = cyclic_shift(x, self.shift)
+        return window_partition(x, self.window)
+
+    def reverse(self, windows: torch.Tensor) -> torch.Tensor:
+        """Undo :meth:`partition`: reassemble the windows, roll back and crop the padding.
+
+        Args:
+            windows: ``(B * nW, N, C)``.
+
+        Returns:
+            ``(B, *grid, C)``.
+        """
+        x = window_reverse(windows, self.window, self.padded)
+        if self.shifted:
+            x = cyclic_shift(x, tuple(-s for s in self.shift))
+        return x[(slice(None),) + tuple(slice(0, g) for g in self.grid)]
+
+    def mask(self, device=None) -> torch.Tensor | None:
+        """Boolean ``(nW, N, N)``, True where two tokens of a window may attend; None for regular windows.
+
+        Built once per layout and device (it depends on geometry only, never
+        on the data); treat it as read-only.
+        """
+        return _cached_mask(self, torch.device(device) if device is not None else torch.device("cpu"))
+
+    def region_ids(self, device=None) -> torch.Tensor:
+        """Region label of each position of the padded, rolled grid (:func:`region_ids`); long, ``padded``."""
+        return region_ids(self.padded, self.window, self.shift, device=device)
+
+    def token_ids(self, device=None) -> torch.Tensor:
+        """Which token sits in each slot of each window.
+
+        Returns:
+            long ``(nW, N)``: entry ``[w, i]`` is the flat row-major index, on
+            the *padded* grid, of the token in slot ``i`` of window ``w``.
+        """
+        ids = torch.arange(math.prod(self.padded), device=device).reshape(1, *self.padded, 1)
+        if self.shifted:
+            ids = cyclic_shift(ids, self.shift)  # position p of the rolled grid holds token ids[p]
+        return window_partition(ids, self.window)[..., 0]
+
+    def real(self, device=None) -> torch.Tensor:
+        """Bool, ``padded``-shaped: True on the grid's own tokens, False on padding."""
+        real = torch.zeros(self.padded, dtype=torch.bool, device=device)
+        real[tuple(slice(0, g) for g in self.grid)] = True
+        return real
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_mask(layout: WindowLayout, device: torch.device) -> torch.Tensor | None:
+    if not layout.shifted:
+        return None  # regular windows never mix regions
+    return shifted_window_mask(layout.padded, layout.window, layout.shift, device=device)

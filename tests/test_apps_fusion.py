@@ -5,8 +5,7 @@ import torch
 
 from minattn import MultiHeadAttention
 from minattn.apps import fusion as fu
-from minattn.apps.mil import roc_auc
-
+from minattn.metrics import roc_auc
 
 # Cross-attention -------------------------------------------------------------------------------
 
@@ -150,7 +149,7 @@ def trained():
 # 0.76 of its weight on the site's region. References: age alone 0.63, age + lesion count 0.69, ceiling 0.85.
 def test_cross_attention_fusion_learns_the_interaction(trained):
     test, (late, late_history), (cross, cross_history) = trained
-    assert late_history["steps"] == cross_history["steps"]  # the same training budget
+    assert late_history.steps == cross_history.steps  # the same training budget
     late_result, cross_result = fu.evaluate(late, test), fu.evaluate(cross, test)
     assert cross_result["auc"] >= 0.71 and cross_result["auc_older"] >= 0.82
     assert cross_result["auc"] > late_result["auc"] + 0.05

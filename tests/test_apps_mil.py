@@ -1,7 +1,5 @@
 """Attention-based multiple-instance learning (minattn.apps.mil) and its explorer."""
 
-import itertools
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,44 +10,6 @@ import torch  # noqa: E402
 
 from minattn.apps import mil  # noqa: E402
 from minattn.explore.mil import mil_explorer  # noqa: E402
-
-
-# AUC -------------------------------------------------------------------------------------------
-
-
-def _auc_by_pairs(scores, labels):
-    """Brute force: the fraction of (positive, negative) pairs ordered correctly, ties one half."""
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
-    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
-    return wins / (len(pos) * len(neg))
-
-
-def test_auc_hand_examples():
-    # 2 positives x 2 negatives = 4 pairs: 0.35 beats 0.1 but not 0.4; 0.8 beats both -> 3/4.
-    assert mil.roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
-    # Ties count one half: positive 1 vs negative 1 -> 0.5, positive 2 vs negative 1 -> 1 => 0.75.
-    assert mil.roc_auc([1.0, 1.0, 2.0], [False, True, True]) == pytest.approx(0.75)
-    assert mil.roc_auc([3, 2, 1], [1, 0, 0]) == 1.0
-    assert mil.roc_auc([3, 2, 1], [0, 1, 1]) == 0.0
-    assert mil.roc_auc([5, 5, 5, 5], [0, 1, 0, 1]) == 0.5
-
-
-def test_auc_matches_brute_force_with_ties():
-    g = torch.Generator().manual_seed(0)
-    for _ in range(20):
-        scores = torch.randint(0, 6, (23,), generator=g).float()  # many ties
-        labels = torch.rand(23, generator=g) < 0.4
-        labels[0], labels[1] = True, False
-        assert mil.roc_auc(scores, labels) == pytest.approx(_auc_by_pairs(scores.tolist(), labels.tolist()))
-
-
-def test_auc_errors():
-    with pytest.raises(ValueError, match="both classes"):
-        mil.roc_auc([0.1, 0.2], [1, 1])
-    with pytest.raises(ValueError, match="same length"):
-        mil.roc_auc([0.1, 0.2, 0.3], [1, 0])
-
 
 # Pooling ---------------------------------------------------------------------------------------
 

@@ -129,3 +129,33 @@ def test_loaders_return_fresh_tensors():
     a = load_ct_slice()
     a += 1
     assert not torch.equal(a, load_ct_slice())
+
+
+def test_scale_hu_maps_a_display_window_onto_minus_one_to_one():
+    level, width = 40.0, 400.0
+    hu = torch.tensor([[-1000.0, -160.0, -60.0], [40.0, 140.0, 240.0], [240.5, 1200.0, 40.25]])
+    scaled = data.scale_hu(hu, width / 2, centre=level, clip=(level - width / 2, level + width / 2))
+    expected = torch.tensor([[-1.0, -1.0, -0.5], [0.0, 0.5, 1.0], [1.0, 1.0, 0.00125]])
+    assert scaled.shape == hu.shape and torch.allclose(scaled, expected, rtol=0, atol=1e-7)
+    # Clipping first in HU equals clipping afterwards in window units, bit for bit (the lesson's data rely on it).
+    g = torch.Generator().manual_seed(0)
+    many = torch.cat([torch.randn(4000, generator=g) * 600, torch.tensor([-160.0, 240.0, -159.99998, 239.99998])])
+    assert torch.equal(
+        data.scale_hu(many, width / 2, centre=level, clip=(-160.0, 240.0)), ((many - level) / (width / 2)).clamp(-1, 1)
+    )
+
+
+def test_scale_hu_plain_scaling_keeps_dtype_and_device():
+    hu = torch.tensor([-1000.0, 0.0, 500.0, 1750.0], dtype=torch.float64)
+    scaled = data.scale_hu(hu, 500.0)
+    assert scaled.dtype == torch.float64 and torch.equal(scaled, hu / 500.0)
+    assert torch.equal(data.scale_hu(hu.float(), 100.0, clip=(-200.0, 400.0)), hu.float().clamp(-200.0, 400.0) / 100.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"scale": 0.0}, "scale must be a positive"), ({"scale": 1.0, "clip": (400.0, -200.0)}, "low <= high")],
+)
+def test_scale_hu_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.scale_hu(torch.zeros(3), **kwargs)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-import minattn.efficient as efficient
+import minattn._dispatch as dispatch
+from minattn import attention, memory_efficient_attention
 from minattn.attention import scaled_dot_product_attention as explicit
-from minattn.efficient import attention, memory_efficient_attention
 from minattn.memory import AttentionMemoryError, memory_budget
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -72,8 +72,20 @@ def make_case(name, dtype, device):
 
 
 CASES = [
-    "plain", "random_mask", "causal_mask", "mask_nq_nk", "mask_b1", "key_padding", "query_mask", "bias",
-    "mask_and_bias", "nq_ne_nk", "dv_ne_dk", "broadcast_batch", "no_batch", "scale",
+    "plain",
+    "random_mask",
+    "causal_mask",
+    "mask_nq_nk",
+    "mask_b1",
+    "key_padding",
+    "query_mask",
+    "bias",
+    "mask_and_bias",
+    "nq_ne_nk",
+    "dv_ne_dk",
+    "broadcast_batch",
+    "no_batch",
+    "scale",
 ]
 
 
@@ -160,8 +172,10 @@ def test_mea_1d_and_scalar_masks(device):
     q, k, v = (randn(2, 12, 4, device=device, seed=s) for s in (1, 2, 3))
     key_mask = rand_mask(12, p=0.6, device=device)
     torch.testing.assert_close(
-        memory_efficient_attention(q, k, v, mask=key_mask, chunk_size=5), explicit(q, k, v, mask=key_mask),
-        atol=1e-10, rtol=0,
+        memory_efficient_attention(q, k, v, mask=key_mask, chunk_size=5),
+        explicit(q, k, v, mask=key_mask),
+        atol=1e-10,
+        rtol=0,
     )
     nothing = torch.tensor(False, device=device)
     assert torch.equal(memory_efficient_attention(q, k, v, mask=nothing, chunk_size=5), torch.zeros_like(q))
@@ -316,7 +330,7 @@ def test_attention_zeroes_rows_that_torch_leaves_nan(monkeypatch):
             allowed = attn_mask if attn_mask.dtype == torch.bool else attn_mask > float("-inf")
             return torch.where(allowed.any(-1, keepdim=True), out, float("nan"))
 
-    monkeypatch.setattr(efficient, "F", NanForEmptyRows)
+    monkeypatch.setattr(dispatch, "F", NanForEmptyRows)
     q, k, v = (randn(2, 10, 4, dtype=torch.float32, seed=s) for s in (1, 2, 3))
     mask = rand_mask(10, 10, p=0.7)
     mask[2] = False
@@ -330,13 +344,13 @@ def test_attention_zeroes_rows_that_torch_leaves_nan(monkeypatch):
 
 def _spy(monkeypatch):
     calls = []
-    original = efficient.memory_efficient_attention
+    original = dispatch.memory_efficient_attention
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(efficient, "memory_efficient_attention", spy)
+    monkeypatch.setattr(dispatch, "memory_efficient_attention", spy)
     return calls
 
 
@@ -393,7 +407,7 @@ def test_attention_over_budget_falls_back_when_no_fused_kernel(monkeypatch):
         def scaled_dot_product_attention(*args, **kwargs):
             raise RuntimeError("No available kernel. Aborting execution.")
 
-    monkeypatch.setattr(efficient, "F", NoKernel)
+    monkeypatch.setattr(dispatch, "F", NoKernel)
     q, k, v = (randn(1, 1, 64, 8, seed=s) for s in (1, 2, 3))
     with memory_budget(1024):
         got = attention(q, k, v)

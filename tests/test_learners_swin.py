@@ -209,7 +209,7 @@ def block_roll_einops(block, x):
     mask = None
     if any(shift):
         y = torch.roll(y, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
-        mask = block.masks.get((d, h, w), block.window_size, shift, x.device)
+        mask = minattn.windows.WindowLayout((d, h, w), block.window_size, shift).mask(x.device)
     windows = rearrange(y, "b (d p) (h q) (w r) c -> (b d h w) (p q r) c", p=wd, q=wh, r=ww)
     windows = attention_lesson(block.attn, windows, mask)
     y = rearrange(windows, "(b d h w) (p q r) c -> b (d p) (h q) (w r) c", b=b, d=d // wd, h=h // wh, p=wd, q=wh)

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minattn
-from minattn.swin import MaskCache, shifted_window_attention
+from minattn.swin import shifted_window_attention
+from minattn.windows import WindowLayout
 
 
 def brute_force_window_attention(x, attn, shift):
@@ -103,21 +104,14 @@ def test_block_keeps_shape_dtype_and_device(device, dtype):
     assert torch.isfinite(out.float()).all()
 
 
-def test_block_caches_its_mask():
+def test_layout_builds_its_mask_once_per_device():
+    layout = WindowLayout((8, 8, 8), 4, 2)
+    first = layout.mask("cpu")
+    assert WindowLayout((8, 8, 8), (4, 4, 4), (2, 2, 2)).mask(torch.device("cpu")) is first  # equal layouts share it
+    assert WindowLayout((8, 8, 8), 4, 0).mask() is None  # regular windows need none
     block = minattn.SwinBlock(8, 2, window_size=4, shift_size=2)
     x = torch.randn(1, 8, 8, 8, 8)
-    block(x)
-    first = block.masks.get((8, 8, 8), (4, 4, 4), (2, 2, 2), "cpu")
-    block(x)
-    assert block.masks.get((8, 8, 8), (4, 4, 4), (2, 2, 2), "cpu") is first
-    assert len(block.masks._masks) == 1
-
-
-def test_mask_cache_forgets_the_oldest_shape():
-    cache = MaskCache(max_entries=2)
-    for d in (4, 8, 12):
-        cache.get((d, 4, 4), (4, 4, 4), (2, 2, 2), "cpu")
-    assert [key[0][0] for key in cache._masks] == [8, 12]
+    torch.testing.assert_close(block(x), block(x, mask=first))  # the block uses the layout's mask
 
 
 def test_stage_alternates_shifts_and_merges(device):

@@ -1,12 +1,23 @@
 """Window partition, cyclic shift and the shifted-window mask."""
 
+import math
+
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 import minattn
-from minattn.windows import region_ids
+from minattn.receptive_field import receptive_field
+from minattn.windows import (
+    WindowLayout,
+    cyclic_shift,
+    pad_to_windows,
+    region_ids,
+    shifted_window_mask,
+    swin_shifts,
+    window_partition,
+)
 
 sizes = st.integers(1, 3)
 
@@ -104,3 +115,69 @@ def test_padding_to_windows():
 def test_bad_input_raises_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ------------------------------------------------------------------ WindowLayout: the geometry written once
+
+
+@pytest.mark.parametrize(
+    "grid, window, shift", [((5, 6, 7), 4, 2), ((2, 9, 7), (4, 4, 7), (2, 2, 3)), ((6, 5), (4, 3), (2, 1))]
+)
+def test_layout_partition_is_pad_roll_partition_and_reverse_undoes_it(grid, window, shift):
+    layout = WindowLayout(grid, window, shift)
+    x = torch.randn(2, *grid, 3)
+    expected = window_partition(cyclic_shift(pad_to_windows(x, layout.window), layout.shift), layout.window)
+    assert torch.equal(layout.partition(x), expected)
+    assert layout.partition(x).shape == (2 * layout.num_windows, layout.tokens_per_window, 3)
+    assert torch.equal(layout.reverse(layout.partition(x)), x)
+    # token_ids names the padded-grid token in every slot: partitioning an id grid gives the same
+    ids = torch.arange(math.prod(layout.padded)).reshape(layout.padded)
+    real = layout.real()
+    assert int(real.sum()) == math.prod(grid) and real[tuple(slice(0, g) for g in grid)].all()
+    slots = layout.partition(ids[tuple(slice(0, g) for g in grid)][None, ..., None].float() + 1)[..., 0]
+    token_ids = layout.token_ids()
+    assert torch.equal(torch.where(slots > 0, token_ids, -1), torch.where(slots > 0, slots.long() - 1, -1))
+    assert torch.equal(real.flatten()[token_ids], slots > 0)  # padding slots hold padding tokens
+
+
+def test_layout_applies_the_effective_window_and_shift():
+    layout = WindowLayout((2, 9, 7), (4, 4, 7), (2, 2, 3))
+    assert (layout.window, layout.shift, layout.padded) == ((2, 4, 7), (0, 2, 0), (2, 12, 7))
+    assert layout.shifted and layout.mask().shape == (3, 56, 56)
+    regular = WindowLayout((2, 9, 7), (4, 4, 7))
+    assert not regular.shifted and regular.mask() is None
+    assert WindowLayout((3, 3, 3), 4, 2).shift == (0, 0, 0)  # one window covers the grid: nothing to shift
+    assert torch.equal(layout.mask(), shifted_window_mask((2, 12, 7), (2, 4, 7), (0, 2, 0)))
+
+
+def test_layout_rejects_bad_input():
+    with pytest.raises(ValueError, match="shift"):
+        WindowLayout((8, 8, 8), 4, 4)
+    with pytest.raises(ValueError, match=r"grid must be \(D, H, W\) or \(H, W\)"):
+        WindowLayout((8,), 4, 0)
+    layout = WindowLayout((5, 6, 7), 4, 2)
+    with pytest.raises(ValueError, match=r"layout's grid \(5, 6, 7\)"):
+        layout.partition(torch.zeros(1, 5, 6, 8, 3))
+
+
+def test_swin_shifts_alternate_regular_and_half_windows():
+    assert swin_shifts(7, 3) == [(0, 0, 0), (3, 3, 3), (0, 0, 0)]
+    assert swin_shifts((4, 5), 2) == [(0, 0), (2, 2)]
+    assert swin_shifts(7, 2, shifted=False) == [(0, 0, 0)] * 2
+    assert swin_shifts(7, 0) == []
+    with pytest.raises(ValueError, match="depth"):
+        swin_shifts(7, -1)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_model_and_receptive_field_go_through_the_same_layout(depth):
+    """Which input tokens a stage's output token depends on (by autograd) is the receptive field's set."""
+    grid, window, token = (7, 10, 13), (2, 4, 3), (3, 1, 5)
+    torch.manual_seed(depth)
+    stage = minattn.SwinStage(8, depth=depth, num_heads=2, window_size=window).double()
+    assert [block.shift_size for block in stage.blocks] == swin_shifts(window, depth)
+    x = torch.randn(1, *grid, 8, dtype=torch.float64, requires_grad=True)
+    stage(x)[(0, *token)].sum().backward()
+    depends = x.grad[0].abs().sum(-1) > 0
+    assert torch.equal(depends, receptive_field(grid, window, token, depth))
+    assert depends.sum() < math.prod(grid)  # the field has not covered the grid: a real comparison

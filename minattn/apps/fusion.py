@@ -35,16 +35,18 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validate import check_int
+from ..metrics import binary_accuracy, roc_auc
 from ..multihead import MultiHeadAttention
 from ..patches import PatchEmbed
-from .mil import roc_auc
+from ._samples import SampleSet
+from .training import History, count_parameters, fit
 
 __all__ = [
     "AGE_THRESHOLD",
@@ -96,7 +98,7 @@ def region_of_tokens(grid: int = GRID) -> torch.Tensor:
 
 
 @dataclass
-class Cohort:
+class Cohort(SampleSet):
     """A synthetic cohort.
 
     Attributes:
@@ -117,9 +119,6 @@ class Cohort:
     lesion_centres: torch.Tensor
     outcome: torch.Tensor
 
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
     @property
     def finding(self) -> torch.Tensor:
         """``(n,)`` bool: the region the exam points to holds a lesion."""
@@ -136,9 +135,6 @@ class Cohort:
             ],
             dim=1,
         )
-
-    def subset(self, index) -> "Cohort":
-        return Cohort(*(getattr(self, name)[index] for name in self.__dataclass_fields__))
 
 
 def make_cohort(
@@ -166,10 +162,9 @@ def make_cohort(
     Returns:
         :class:`Cohort`; the same seed gives the same cohort, bit for bit.
     """
-    from ..data import insert_lesion
+    from ..data import insert_lesion, scale_hu
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int; received {n!r}")
+    check_int(n, "n", minimum=1)
     g = torch.Generator().manual_seed(int(seed))
     base = _base_slice()
     half = IMAGE_SIZE // 2
@@ -197,7 +192,7 @@ def make_cohort(
             image, _ = insert_lesion(image, centre, radius, contrast)
             centres[i, r] = torch.tensor(centre)
         image = image + noise_hu * torch.randn(image.shape, generator=g)
-        images[i, 0] = image.clamp(-200.0, 400.0) / 100.0
+        images[i, 0] = scale_hu(image, 100.0, clip=(-200.0, 400.0))
     age = 30.0 + 60.0 * torch.rand(n, generator=g)
     site = torch.randint(0, 4, (n,), generator=g)
     sex = (torch.rand(n, generator=g) < 0.5).float()
@@ -392,10 +387,6 @@ def make_model(kind: str, dim: int = 32, **kwargs) -> nn.Module:
     raise ValueError(f"kind must be 'late' or 'cross'; received {kind!r}")
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 # -- Training and evaluation ----------------------------------------------------------------
 
 
@@ -408,52 +399,37 @@ def train_fusion(
     seed: int = 0,
     progress: bool = True,
     **model_kwargs,
-):
+) -> tuple[nn.Module, History]:
     """Train a fusion model on ``cohort`` with a fixed budget (AdamW, ``epochs`` passes).
 
     Both kinds get the same data, order, optimiser, learning rate and number
-    of steps; only the architecture differs.
+    of steps (:func:`minattn.apps.training.fit`); only the architecture differs.
+    The initial weights come from ``torch.manual_seed(seed)``, the order from ``seed + 1``.
 
     Returns:
-        ``(model, history)``: the model in eval mode; history has ``loss``
-        per epoch, ``seconds``, ``parameters`` and ``steps``.
+        ``(model, history)``: the model in eval mode, and its
+        :class:`~minattn.apps.training.History` (``epoch_losses``, ``seconds``, ``parameters``, ``steps``, ...).
     """
     torch.manual_seed(seed)
     model = make_model(kind, **model_kwargs)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    order_gen = torch.Generator().manual_seed(seed + 1)
     clinical = cohort.clinical_vector()
-    n = len(cohort)
-    history = {"loss": [], "parameters": count_parameters(model), "steps": epochs * math.ceil(n / batch_size)}
-    if progress:
-        from tqdm.auto import tqdm  # a course extra, needed only for the progress bar
 
-        bar = tqdm(range(epochs), desc=f"{kind} fusion", leave=True)
-    else:
-        bar = range(epochs)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: one thread is faster than a pool on a busy machine
-    start = time.perf_counter()
-    model.train()
-    try:
-        for _ in bar:
-            order = torch.randperm(n, generator=order_gen)
-            total = 0.0
-            for begin in range(0, n, batch_size):
-                index = order[begin : begin + batch_size]
-                logits = model(cohort.images[index], clinical[index])
-                loss = F.binary_cross_entropy_with_logits(logits, cohort.outcome[index])
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                total += loss.item() * len(index)
-            history["loss"].append(total / n)
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{total / n:.3f}")
-    finally:
-        torch.set_num_threads(threads)
-    history["seconds"] = time.perf_counter() - start
-    model.eval()
+    def batch_loss(index: torch.Tensor) -> torch.Tensor:
+        logits = model(cohort.images[index], clinical[index])
+        return F.binary_cross_entropy_with_logits(logits, cohort.outcome[index])
+
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    history = fit(
+        model,
+        batch_loss,
+        len(cohort),
+        optimiser,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed + 1,
+        progress=progress,
+        description=f"{kind} fusion",
+    )
     return model, history
 
 
@@ -471,7 +447,7 @@ def evaluate(model: nn.Module, cohort: Cohort) -> dict:
     older = cohort.age >= AGE_THRESHOLD
     return {
         "auc": roc_auc(probabilities, labels),
-        "accuracy": float(((probabilities > 0.5) == labels).double().mean()),
+        "accuracy": binary_accuracy(probabilities, labels),
         "auc_older": roc_auc(probabilities[older], labels[older]),
         "probabilities": probabilities,
     }

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validate import check_int
 from ..attention import scaled_dot_product_attention
 from ..softmax import softmax
 
@@ -187,8 +188,7 @@ def retrieve(
     """
     _check(state, patterns)
     beta = _check_beta(beta)
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive int; received {max_steps!r}")
+    check_int(max_steps, "max_steps", minimum=1)
     lead = state.shape[:-1]
     steps = torch.full(lead, max_steps, dtype=torch.long, device=state.device)
     settled = torch.zeros(lead, dtype=torch.bool, device=state.device)

@@ -2,9 +2,9 @@
 
 Global attention links any two tokens in one layer, at ``N^2`` scores.
 Windows never link tokens in different windows. Shifted windows link them
-after a number of layers that grows *linearly* with their distance: each
-shifted layer moves the edge of a token's receptive field by about half a
-window. A hierarchical Swin (SwinUNETR: windows of 7, two blocks per stage,
+after a number of layers that grows *linearly* with their distance: once the
+field spans a window, each layer extends it by a whole window on one side,
+the sides alternating from layer to layer. A hierarchical Swin (SwinUNETR: windows of 7, two blocks per stage,
 patch merging between stages) halves every distance in tokens at each
 merge, so the layers needed grow only with the *logarithm* of the distance.
 
@@ -28,8 +28,8 @@ import torch
 
 from .. import cost
 from .._validate import as_size_tuple
-from ..receptive_field import propagate, receptive_field_growth
-from ..windows import effective_window_and_shift
+from ..receptive_field import default_max_layers, propagate, receptive_field_growth
+from ..windows import WindowLayout, swin_shifts
 
 __all__ = [
     "coarse_to_fine",
@@ -137,13 +137,6 @@ def fine_to_coarse(field: torch.Tensor) -> torch.Tensor:
 # -- flat stacks of window layers --------------------------------------------------------------
 
 
-def _shift(window: tuple[int, ...], shifted: bool, index_in_stage: int) -> tuple[int, ...]:
-    """Nominal shift of block ``index_in_stage`` (0-based) of a stage: regular first, then shifted, ..."""
-    if shifted and index_in_stage % 2 == 1:
-        return tuple(w // 2 for w in window)
-    return (0,) * len(window)
-
-
 def layers_to_link(grid_shape, window_size, source, target, shifted: bool = True, max_layers: int | None = None):
     """Fewest window-attention layers after which ``target``'s information has reached ``source``.
 
@@ -155,7 +148,7 @@ def layers_to_link(grid_shape, window_size, source, target, shifted: bool = True
 
     Returns:
         The number of layers (0 when ``source == target``), or None when the
-        field stops growing (or ``max_layers``, default ``4 * sum(grid) + 4``,
+        field stops growing (or ``max_layers``, default :func:`default_max_layers`,
         is reached) without containing ``target``.
     """
     grid = _grid(grid_shape)
@@ -164,7 +157,7 @@ def layers_to_link(grid_shape, window_size, source, target, shifted: bool = True
     if source == target:
         return 0
     if max_layers is None:
-        max_layers = 4 * sum(grid) + 4
+        max_layers = default_max_layers(grid)
     # receptive_field_growth gives every depth up to a maximum in linear time (and builds each mask
     # once per call); double the maximum until the target is inside or the field stops growing.
     depth = min(8, max_layers)
@@ -231,7 +224,7 @@ def hierarchical_receptive_field(
         first = stage * per_stage + 1
         stop = min((stage + 1) * per_stage, blocks)
         # backwards: the last block of the stage first
-        shifts = [_shift(window, shifted, b - first) for b in range(stop, first - 1, -1)]
+        shifts = swin_shifts(window, stop - first + 1, shifted)[::-1]
         field = propagate(field[..., None], window, shifts)[..., 0]
         if stage > 0:
             field = coarse_to_fine(field, grids[stage - 1])
@@ -284,7 +277,6 @@ def hierarchical_cost(grid_shape, window_size, blocks: int, blocks_per_stage: in
     total = 0
     for block in range(1, blocks + 1):
         stage = _stage_of(block, per_stage)
-        shift = _shift(window, shifted, block - 1 - stage * per_stage)
-        use_window, _ = effective_window_and_shift(grids[stage], window, shift)
-        total += cost.windowed_attention_scores(grids[stage], use_window)
+        shift = swin_shifts(window, per_stage, shifted)[block - 1 - stage * per_stage]
+        total += cost.windowed_attention_scores(grids[stage], WindowLayout(grids[stage], window, shift).window)
     return total

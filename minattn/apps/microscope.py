@@ -7,7 +7,8 @@ The pieces, in the order the lesson uses them:
   there and the lesion mask says where (the ground truth we measure attention against).
 - :class:`SwinClassifier`: :class:`minattn.PatchEmbed` -> :class:`minattn.SwinStage` ->
   LayerNorm -> mean pooling over tokens -> a linear head giving one logit per volume.
-- :func:`train` (with a tqdm progress bar) and :func:`accuracy`.
+- :func:`train` (the applications' one training loop, :func:`minattn.apps.training.fit`) and
+  :func:`accuracy`.
 - :func:`window_weights_to_grid`: the weights a :class:`minattn.WindowAttention` records per
   window, put back where the tokens sit, as one ``(N, N)`` token-to-token matrix per volume.
 - :func:`attention_rollout` (Abnar & Zuidema, 2020), :func:`received_attention`, and
@@ -23,24 +24,25 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import nn
 
-from .._validate import as_size_tuple
-from ..data import insert_lesion, lesion_mask, phantom
+from .._validate import as_size_tuple, check_int
+from ..data import insert_lesion, lesion_mask, phantom, scale_hu
+from ..metrics import binary_accuracy
 from ..patches import PatchEmbed
 from ..swin import SwinStage
-from ..windows import cyclic_shift, effective_window_and_shift, window_partition
+from ..windows import WindowLayout
+from ._samples import SampleSet
+from .training import History, fit
 
 __all__ = [
     "LesionVolumes",
     "RatioReport",
     "SwinClassifier",
-    "TrainResult",
     "accuracy",
     "attention_maps",
     "attention_matrices",
@@ -69,12 +71,12 @@ WINDOW_WIDTH_HU = 400.0
 
 
 def hu_to_input(hu: torch.Tensor, level: float = WINDOW_LEVEL_HU, width: float = WINDOW_WIDTH_HU) -> torch.Tensor:
-    """Map Hounsfield units to the network's input range: ``(hu - level) / (width / 2)`` clipped to [-1, 1]."""
-    return ((hu - level) / (width / 2)).clamp(-1.0, 1.0)
+    """Map Hounsfield units to the network's input range: the window ``level +- width / 2`` onto [-1, 1]."""
+    return scale_hu(hu, width / 2, centre=level, clip=(level - width / 2, level + width / 2))
 
 
 @dataclass
-class LesionVolumes:
+class LesionVolumes(SampleSet):
     """A labelled set of volumes with their lesion masks.
 
     Attributes:
@@ -90,10 +92,7 @@ class LesionVolumes:
     masks: torch.Tensor
     lesions: list = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return self.volumes.shape[0]
-
-    def to(self, device=None, dtype=None) -> "LesionVolumes":
+    def to(self, device=None, dtype=None) -> LesionVolumes:
         """A copy on ``device``; ``dtype`` applies to the volumes and labels (masks stay bool)."""
         return LesionVolumes(
             self.volumes.to(device=device, dtype=dtype),
@@ -101,15 +100,6 @@ class LesionVolumes:
             self.masks.to(device=device),
             list(self.lesions),
         )
-
-    def subset(self, index) -> "LesionVolumes":
-        """The volumes at ``index`` (a slice, a list or a tensor of indices)."""
-        if isinstance(index, slice):
-            lesions = self.lesions[index]
-        else:
-            index = torch.as_tensor(index, dtype=torch.long)
-            lesions = [self.lesions[int(i)] for i in index]
-        return LesionVolumes(self.volumes[index], self.labels[index], self.masks[index], lesions)
 
 
 @functools.lru_cache(maxsize=4)
@@ -178,8 +168,7 @@ def make_lesion_volumes(
         :class:`LesionVolumes` with ``volumes`` ``(n, 1, D, H, W)``, ``labels`` ``(n,)``,
         ``masks`` ``(n, D, H, W)``.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int; received {n!r}")
+    check_int(n, "n", minimum=0)
     shape = as_size_tuple(tuple(shape), 3, "shape")
     if not 0.0 <= lesion_fraction <= 1.0:
         raise ValueError(f"lesion_fraction must lie in [0, 1]; received {lesion_fraction}")
@@ -204,7 +193,7 @@ def make_lesion_volumes(
             contrast = contrast_range[0] + (contrast_range[1] - contrast_range[0]) * float(torch.rand((), generator=g))
             volume, masks[i] = insert_lesion(volume, [float(c) for c in centre], radius, contrast)
             labels[i] = 1.0
-            lesions.append(dict(centre=tuple(centre), radius=radius, contrast=contrast))
+            lesions.append({"centre": tuple(centre), "radius": radius, "contrast": contrast})
         else:
             lesions.append(None)
         volumes[i, 0] = hu_to_input(volume + noise_hu * torch.randn(shape, generator=g))
@@ -292,15 +281,6 @@ class SwinClassifier(nn.Module):
 # -------------------------------------------------------------------------------- training
 
 
-@dataclass
-class TrainResult:
-    """What :func:`train` did: the loss of every step, the seconds it took, the steps taken."""
-
-    losses: list
-    seconds: float
-    steps: int
-
-
 def train(
     model: SwinClassifier,
     data: LesionVolumes,
@@ -312,7 +292,7 @@ def train(
     progress: bool = True,
     threads: int | None = 1,
     max_grad_norm: float | None = 1.0,
-) -> TrainResult:
+) -> History:
     """Train ``model`` in place with AdamW, a one-cycle learning rate and gradient clipping.
 
     The volumes are shuffled by a generator seeded with ``seed``, so the same
@@ -336,52 +316,35 @@ def train(
             slower). None leaves torch's setting alone.
 
     Returns:
-        :class:`TrainResult`.
+        :class:`~minattn.apps.training.History`: ``losses`` of every step, ``seconds``, ``steps``.
     """
     if len(data) < batch_size:
         raise ValueError(f"data holds {len(data)} volumes, fewer than one batch of {batch_size}")
     parameter = next(model.parameters())
-    steps_per_epoch = len(data) // batch_size
-    total = epochs * steps_per_epoch
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=total, pct_start=0.2)
-    generator = torch.Generator().manual_seed(int(seed))
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="training", unit="step")
-    losses = []
-    start = time.perf_counter()
-    model.train()
-    try:
-        for _ in range(epochs):
-            order = torch.randperm(len(data), generator=generator)
-            for step in range(steps_per_epoch):
-                index = order[step * batch_size : (step + 1) * batch_size]
-                x = data.volumes[index].to(device=parameter.device, dtype=parameter.dtype)
-                y = data.labels[index].to(device=parameter.device, dtype=parameter.dtype)
-                loss = nn.functional.binary_cross_entropy_with_logits(model(x), y)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                if max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                optimiser.step()
-                schedule.step()
-                losses.append(float(loss.detach()))
-                if bar is not None:
-                    bar.update(1)
-                    if len(losses) % 8 == 0:
-                        bar.set_postfix(loss=f"{sum(losses[-8:]) / 8:.3f}")
-    finally:
-        if bar is not None:
-            bar.close()
-        torch.set_num_threads(previous_threads)
-        model.eval()
-    return TrainResult(losses, time.perf_counter() - start, len(losses))
+    def batch_loss(index: torch.Tensor) -> torch.Tensor:
+        x = data.volumes[index].to(device=parameter.device, dtype=parameter.dtype)
+        y = data.labels[index].to(device=parameter.device, dtype=parameter.dtype)
+        return nn.functional.binary_cross_entropy_with_logits(model(x), y)
+
+    def one_cycle(optimiser, total_steps):
+        return torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=total_steps, pct_start=0.2)
+
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    return fit(
+        model,
+        batch_loss,
+        len(data),
+        optimiser,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        schedule=one_cycle,
+        max_grad_norm=max_grad_norm,
+        drop_last=True,
+        progress=progress,
+        threads=threads,
+    )
 
 
 @torch.no_grad()
@@ -398,8 +361,7 @@ def predict(model: SwinClassifier, volumes: torch.Tensor, batch_size: int = 64) 
 
 def accuracy(model: SwinClassifier, data: LesionVolumes) -> float:
     """Share of ``data`` classified correctly (lesion iff probability > 0.5)."""
-    probability = predict(model, data.volumes)
-    return float(((probability > 0.5).float() == data.labels.cpu().float()).float().mean())
+    return binary_accuracy(predict(model, data.volumes), data.labels)
 
 
 # ------------------------------------------------------------------ attention back on the grid
@@ -409,7 +371,7 @@ def window_token_ids(spatial_shape, window_size, shift_size, device=None):
     """Which grid token sits in each slot of each window of a (shifted) window attention layer.
 
     The layer pads the grid to whole windows, rolls it by ``-shift`` and cuts it into windows
-    (:func:`minattn.shifted_window_attention`); this runs token numbers through the same steps.
+    (:class:`minattn.windows.WindowLayout`); this reads the same layout's token ids.
 
     Args:
         spatial_shape: the token grid ``(d, h, w)`` the layer receives.
@@ -421,20 +383,8 @@ def window_token_ids(spatial_shape, window_size, shift_size, device=None):
         *padded* grid of the token in slot ``i`` of window ``w``; ``padded`` the padded grid; and the
         effective ``window`` and ``shift``.
     """
-    spatial = tuple(spatial_shape)
-    spatial = as_size_tuple(spatial, len(spatial), "spatial_shape")
-    window, shift = effective_window_and_shift(spatial, window_size, shift_size)
-    padded = tuple(-(-s // w) * w for s, w in zip(spatial, window))
-    ids = torch.arange(math.prod(padded), device=device).reshape(1, *padded, 1)
-    if any(shift):
-        ids = cyclic_shift(ids, shift)  # position p of the rolled grid holds token ids[p]
-    return window_partition(ids, window)[..., 0], padded, window, shift
-
-
-def _real_ids(spatial, padded, device=None) -> torch.Tensor:
-    """Flat indices, on the padded grid, of the tokens of the unpadded grid (row-major)."""
-    grid = torch.arange(math.prod(padded), device=device).reshape(padded)
-    return grid[tuple(slice(0, s) for s in spatial)].reshape(-1)
+    layout = WindowLayout(spatial_shape, window_size, shift_size)
+    return layout.token_ids(device), layout.padded, layout.window, layout.shift
 
 
 def window_weights_to_grid(
@@ -480,7 +430,7 @@ def window_weights_to_grid(
     full[:, :, rows, cols] = weights.reshape(batch, num_windows, heads, n, n).transpose(1, 2)
     if keep_padding:
         return full
-    real = _real_ids(tuple(spatial_shape), padded, device=weights.device)
+    real = WindowLayout(spatial_shape, window_size, shift_size).real(weights.device).flatten().nonzero()[:, 0]
     return full[:, :, real][:, :, :, real]
 
 

@@ -40,7 +40,6 @@ weights ``(B, K)``; bag logits ``(B,)``.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import torch
@@ -48,21 +47,25 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .._validate import check_int
+from ..metrics import binary_accuracy, roc_auc
+from ._samples import SampleSet
+from .training import History, fit
+
 __all__ = [
+    "FEATURE_NAMES",
     "POOLINGS",
     "AttentionPool",
+    "InstanceEncoder",
     "MILBags",
     "MILModel",
     "MaxPool",
     "MeanPool",
-    "InstanceEncoder",
-    "FEATURE_NAMES",
     "evaluate",
     "make_bags",
     "make_pool",
-    "roc_auc",
-    "tile_image",
     "tile_features",
+    "tile_image",
     "train_mil",
     "within_bag_auc",
 ]
@@ -71,59 +74,11 @@ POOLINGS = ("attention", "gated", "mean", "max")
 _HU_SCALE = 500.0  # images enter the network as HU / 500: soft tissue ~0.1, bone ~1.5-2.3
 
 
-# -- AUC ------------------------------------------------------------------------------------
-
-
-def roc_auc(scores, labels) -> float:
-    """Area under the ROC curve, by ranks (the Mann-Whitney U statistic).
-
-    AUC is the probability that a randomly chosen positive scores higher than
-    a randomly chosen negative (ties count one half). Sorting all scores once
-    and summing the ranks of the positives gives it without a ROC curve::
-
-        AUC = (R_pos - n_pos (n_pos + 1) / 2) / (n_pos * n_neg)
-
-    where ``R_pos`` is the sum of the positives' ranks (1-based, tied scores
-    share their average rank).
-
-    Args:
-        scores: ``(N,)`` any real numbers; larger means "more positive".
-        labels: ``(N,)`` booleans or 0/1.
-
-    Returns:
-        A float in [0, 1]: 1 = every positive above every negative, 0.5 = chance.
-
-    Raises:
-        ValueError: if the shapes differ or one class is missing.
-    """
-    scores = torch.as_tensor(scores).detach().reshape(-1).double().cpu()
-    labels = torch.as_tensor(labels).detach().reshape(-1).cpu()
-    if scores.shape != labels.shape:
-        raise ValueError(f"scores and labels must have the same length; received {scores.numel()} and {labels.numel()}")
-    labels = labels.bool()
-    n_pos = int(labels.sum())
-    n_neg = labels.numel() - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"AUC needs both classes; received {n_pos} positives and {n_neg} negatives")
-    order = torch.argsort(scores, stable=True)
-    sorted_scores = scores[order]
-    ranks = torch.empty_like(scores)
-    ranks[order] = torch.arange(1, scores.numel() + 1, dtype=torch.float64)
-    # Tied scores share their average rank: group equal values, average the ranks of each group.
-    _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
-    rank_sum = torch.zeros(counts.numel(), dtype=torch.float64).index_add_(
-        0, inverse, torch.arange(1, scores.numel() + 1, dtype=torch.float64)
-    )
-    ranks[order] = (rank_sum / counts)[inverse]
-    u = float(ranks[labels].sum()) - n_pos * (n_pos + 1) / 2
-    return u / (n_pos * n_neg)
-
-
 # -- Data -----------------------------------------------------------------------------------
 
 
 @dataclass
-class MILBags:
+class MILBags(SampleSet):
     """A set of bags.
 
     Attributes:
@@ -145,22 +100,6 @@ class MILBags:
     nodules: torch.Tensor
     grid: int
     tile: int
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def subset(self, index) -> "MILBags":
-        """The bags at ``index`` (a slice, list or tensor of indices)."""
-        return MILBags(
-            self.images[index],
-            self.instances[index],
-            self.features[index],
-            self.bag_labels[index],
-            self.instance_labels[index],
-            self.nodules[index],
-            self.grid,
-            self.tile,
-        )
 
 
 def tile_image(images: torch.Tensor, tile: int) -> torch.Tensor:
@@ -264,10 +203,9 @@ def make_bags(
     Returns:
         :class:`MILBags`.
     """
-    from ..data import insert_lesion, load_ct_slice  # data pulls in pydicom lazily
+    from ..data import insert_lesion, load_ct_slice, scale_hu  # data pulls in pydicom lazily
 
-    if isinstance(n_bags, bool) or not isinstance(n_bags, int) or n_bags < 1:
-        raise ValueError(f"n_bags must be a positive int; received {n_bags!r}")
+    check_int(n_bags, "n_bags", minimum=1)
     if not 1 <= max_nodules <= min(3, grid * grid):
         raise ValueError(f"max_nodules must be in 1..{min(3, grid * grid)}; received {max_nodules}")
     ct = load_ct_slice() if image is None else image
@@ -316,7 +254,7 @@ def make_bags(
                 nodules[i, j] = torch.tensor([row, col, radius])
             labels[i] = float(count > 0)  # a crop of only air and bone (rare) stays negative
         crop = crop + noise_hu * torch.randn(crop.shape, generator=g)
-        images[i, 0] = crop / _HU_SCALE
+        images[i, 0] = scale_hu(crop, _HU_SCALE)
     features = tile_features(images, tile)
     return MILBags(images, tile_image(images, tile), features, labels, instance_labels, nodules, grid, tile)
 
@@ -343,7 +281,7 @@ class InstanceEncoder(nn.Module):
         self.linear = nn.Linear(in_features, dim)
 
     @torch.no_grad()
-    def fit(self, features: torch.Tensor) -> "InstanceEncoder":
+    def fit(self, features: torch.Tensor) -> InstanceEncoder:
         """Set the standardisation from training features ``(..., F)``."""
         flat = features.reshape(-1, self.in_features)
         self.mean.copy_(flat.mean(0))
@@ -500,62 +438,41 @@ def train_mil(
     progress: bool = True,
     dim: int = 32,
     hidden: int = 16,
-):
+) -> tuple[MILModel, History]:
     """Train a :class:`MILModel` from the bag labels alone (the tile labels are never read).
 
     Adam on the binary cross-entropy of the bag logits, mini-batches of
-    ``batch_size`` bags in a seeded random order; the encoder's
-    standardisation is fitted on ``bags`` first.
+    ``batch_size`` bags in a seeded random order (:func:`minattn.apps.training.fit`);
+    the encoder's standardisation is fitted on ``bags`` first. The initial
+    weights come from ``torch.manual_seed(seed)``, the order from ``seed + 1``.
 
     Returns:
-        ``(model, history)``: the model in eval mode, and a dict with the mean
-        training ``loss`` per epoch, ``seconds`` and ``parameters``.
+        ``(model, history)``: the model in eval mode, and its
+        :class:`~minattn.apps.training.History` (``epoch_losses``, ``seconds``, ``parameters``, ...).
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}; received {pooling!r}")
     torch.manual_seed(seed)  # the initial weights
     model = MILModel(pooling, bags.features.shape[-1], dim=dim, hidden=hidden)
     model.encoder.fit(bags.features)
-    order_gen = torch.Generator().manual_seed(seed + 1)
+
+    def batch_loss(index: torch.Tensor) -> torch.Tensor:
+        logits, _ = model(bags.features[index])
+        return F.binary_cross_entropy_with_logits(logits, bags.bag_labels[index])
+
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    history = {"loss": [], "parameters": sum(p.numel() for p in model.parameters())}
-    start = time.perf_counter()
-    if progress:
-        from tqdm.auto import tqdm  # a course extra, needed only for the progress bar
-
-        bar = tqdm(range(epochs), desc=f"{pooling} pooling", leave=True)
-    else:
-        bar = range(epochs)
-    model.train()
-    # The tensors are tiny: one thread beats a thread pool whose second thread waits for a busy core
-    # (measured here: 1-2 s on one thread, 20-70 s on two, on a loaded 2-core machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _train_epochs(model, bags, bar, optimiser, order_gen, batch_size, history)
-    finally:
-        torch.set_num_threads(threads)
-    history["seconds"] = time.perf_counter() - start
-    model.eval()
+    history = fit(
+        model,
+        batch_loss,
+        len(bags),
+        optimiser,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed + 1,
+        progress=progress,
+        description=f"{pooling} pooling",
+    )
     return model, history
-
-
-def _train_epochs(model, bags, bar, optimiser, order_gen, batch_size, history) -> None:
-    n = len(bags)
-    for _ in bar:
-        order = torch.randperm(n, generator=order_gen)
-        total = 0.0
-        for begin in range(0, n, batch_size):
-            index = order[begin : begin + batch_size]
-            logits, _ = model(bags.features[index])
-            loss = F.binary_cross_entropy_with_logits(logits, bags.bag_labels[index])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(index)
-        history["loss"].append(total / n)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{total / n:.3f}")
 
 
 def within_bag_auc(scores: torch.Tensor, instance_labels: torch.Tensor) -> float:
@@ -592,7 +509,7 @@ def evaluate(model: MILModel, bags: MILBags) -> dict:
     heaviest = weights.argmax(dim=1)  # ties (mean pooling) go to the first tile
     hits = bags.instance_labels[torch.arange(len(bags)), heaviest][labels]
     return {
-        "bag_accuracy": float(((probabilities > 0.5) == labels).double().mean()),
+        "bag_accuracy": binary_accuracy(probabilities, labels),
         "bag_auc": roc_auc(probabilities, labels),
         "instance_auc": roc_auc(weights, bags.instance_labels),
         "instance_auc_within": within_bag_auc(weights, bags.instance_labels),

@@ -15,12 +15,12 @@ recognised.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import time
 
 import torch
 
+from .._threads import single_thread
 from .compare import compare, describe
 from .diagnose import Diagnosis, clone, diagnose
 from .exercise import Case, FunctionExercise
@@ -53,23 +53,9 @@ def grade_function(exercise: FunctionExercise, fn, timeout: float, device) -> Ch
             f"check() needs your function itself, e.g. check({name!r}, {name}); it received a "
             f"{type(fn).__name__} instead. Pass the function without calling it (no parentheses).",
         )
-    with _one_thread():
+    # The hidden cases are tiny: a thread pool only adds hand-over costs to the learner's time budget.
+    with single_thread():
         return _run(exercise, fn, float(timeout), resolve_device(device))
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run the check's tiny tensor operations on one thread.
-
-    The hidden cases are small: a thread pool only adds hand-over costs, which on a busy laptop can
-    make a tiny matrix product take milliseconds and eat into the learner's time budget.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------- the run

@@ -27,8 +27,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..._dispatch import attention as fused_attention
 from ...attention import scaled_dot_product_attention
-from ...efficient import attention as fused_attention
 from ...efficient import memory_efficient_attention
 from ...multihead import MultiHeadAttention
 from ...softmax import softmax

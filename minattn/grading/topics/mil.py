@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ...apps import mil
+from ...metrics import roc_auc
 from ..exercise import (
     F32,
     F64,
@@ -39,7 +40,7 @@ SIX_NODULES = (False, True, False, False, True, True)
 
 
 def _six_auc() -> float:
-    return mil.roc_auc(torch.tensor(SIX_WEIGHTS, dtype=F64), torch.tensor(SIX_NODULES))
+    return roc_auc(torch.tensor(SIX_WEIGHTS, dtype=F64), torch.tensor(SIX_NODULES))
 
 
 def _six_pairs(tie: float) -> float:
@@ -91,7 +92,7 @@ AUC_BY_HAND = ValueExercise(
 
 def auc_by_ranks(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """The reference: minattn's rank-based AUC (ties share their average rank)."""
-    return mil.roc_auc(scores, labels)
+    return roc_auc(scores, labels)
 
 
 def _labels(g, n_pos: int, n_neg: int, device) -> torch.Tensor:
@@ -256,7 +257,7 @@ TIE_BUGS = [
 ]
 
 AUC_RULED_OUT = (
-    RuledOut("minattn.apps.mil.roc_auc", (mil.roc_auc, mil.within_bag_auc, mil.evaluate)),
+    RuledOut("minattn.metrics.roc_auc", (roc_auc, mil.within_bag_auc, mil.evaluate)),
     RuledOut(
         "sklearn.metrics.roc_auc_score", ("sklearn.metrics:roc_auc_score", "sklearn.metrics._ranking:roc_auc_score")
     ),
@@ -556,8 +557,8 @@ CONCEPTS = [
             "two scores are does not enter it.",
             "c": "a negative score is still a score, and the sign plays no part: a logarithm keeps a larger weight "
             "larger, so no pair changes sides.",
-            "d": "any real numbers can serve as scores (mil.roc_auc takes any reals); the AUC is a probability, the "
-            "scores need not be.",
+            "d": "any real numbers can serve as scores (minattn's roc_auc takes any reals); the AUC is a probability, "
+            "the scores need not be.",
         },
     ),
     ChoiceExercise(

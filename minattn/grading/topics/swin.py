@@ -21,6 +21,7 @@ import torch
 from einops import rearrange
 
 from ... import cost
+from ..._fused import FusedWindowAttention
 from ...softmax import softmax
 from ...swin import SwinBlock, SwinStage, shifted_window_attention
 from ...window_attention import WindowAttention
@@ -632,13 +633,7 @@ CONCEPT_EXERCISES = [
 _WINDOW_ATTENTION_RULES = (
     RuledOut(
         "minattn.WindowAttention's own forward (attn(x), attn.forward, attn.attend)",
-        (
-            WindowAttention,
-            WindowAttention.attend,
-            WindowAttention._attend_explicit,
-            WindowAttention._attend_fused,
-            WindowAttention._attend_cpu_training,
-        ),
+        (WindowAttention, WindowAttention.attend, FusedWindowAttention.__call__),
     ),
     RuledOut(
         "MONAI's WindowAttention",

@@ -1,0 +1,85 @@
+"""The fused route of WindowAttention gives the explicit path's numbers, and its cache never serves stale tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from minattn._fused import FusedWindowAttention
+from minattn.attention import scaled_dot_product_attention
+
+VOLUMES, WINDOWS, HEADS, TOKENS, HEAD_DIM = 2, 3, 2, 6, 5
+SCALE = HEAD_DIM**-0.5
+
+
+def inputs(dtype=torch.float64, seed=0, requires_grad=False):
+    """q, k, v ``(B * nW, h, N, d)``, a bias ``(h, N, N)`` and a mask ``(nW, N, N)`` with no empty row."""
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(VOLUMES * WINDOWS, HEADS, TOKENS, HEAD_DIM, generator=g, dtype=dtype) for _ in range(3))
+    bias = torch.randn(HEADS, TOKENS, TOKENS, generator=g, dtype=dtype)
+    mask = (torch.rand(WINDOWS, TOKENS, TOKENS, generator=g) < 0.5) | torch.eye(TOKENS, dtype=torch.bool)
+    tensors = [t.requires_grad_(requires_grad) for t in (q, k, v, bias)]
+    return (*tensors, mask)
+
+
+def explicit(q, k, v, bias, mask):
+    """minattn's explicit attention, window i of every volume taking mask i."""
+    grouped = [t.reshape(VOLUMES, WINDOWS, HEADS, TOKENS, -1) for t in (q, k, v)]
+    mask = None if mask is None else mask[None, :, None]
+    out = scaled_dot_product_attention(*grouped, mask=mask, bias=bias, scale=SCALE)
+    return out.reshape(q.shape)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["no_mask", "mask"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inference_matches_explicit(masked, dtype):
+    q, k, v, bias, mask = inputs(dtype)
+    mask = mask if masked else None
+    with torch.no_grad():
+        got = FusedWindowAttention()(q, k, v, bias, mask, SCALE)
+    torch.testing.assert_close(
+        got, explicit(q, k, v, bias, mask), atol=1e-5 if dtype == torch.float32 else 1e-12, rtol=0
+    )
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["no_mask", "mask"])
+def test_training_on_cpu_matches_explicit_gradients(masked):
+    fused_inputs, explicit_inputs = inputs(requires_grad=True), inputs(requires_grad=True)
+    mask = fused_inputs[-1] if masked else None
+    upstream = torch.randn(VOLUMES * WINDOWS, HEADS, TOKENS, HEAD_DIM, dtype=torch.float64)
+    (FusedWindowAttention()(*fused_inputs[:4], mask, SCALE) * upstream).sum().backward()
+    (explicit(*explicit_inputs[:4], mask) * upstream).sum().backward()
+    for name, a, b in zip(["q", "k", "v", "bias"], fused_inputs, explicit_inputs):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-12, rtol=0, msg=name)
+
+
+def test_the_folded_mask_is_reused_until_mask_bias_or_dtype_change():
+    q, k, v, bias, mask = inputs()
+    route = FusedWindowAttention()
+    with torch.no_grad():
+        route(q, k, v, bias, mask, SCALE)
+        folded = route._combined[-1]
+        route(q, k, v, bias, mask, SCALE)
+        assert route._combined[-1] is folded  # the same mask and bias: served from the cache
+
+        mask[1, 2, 4] = not mask[1, 2, 4]  # changed in place: same object, new version
+        got = route(q, k, v, bias, mask, SCALE)
+        assert route._combined[-1] is not folded
+        torch.testing.assert_close(got, explicit(q, k, v, bias, mask), atol=1e-12, rtol=0)
+
+        bias.mul_(3.0)  # changed in place, as an optimiser step changes the table
+        got = route(q, k, v, bias, mask, SCALE)
+        torch.testing.assert_close(got, explicit(q, k, v, bias, mask), atol=1e-12, rtol=0)
+
+        q32, k32, v32, bias32 = (t.float() for t in (q, k, v, bias))
+        got = route(q32, k32, v32, bias32, mask, SCALE)
+        assert route._combined[-1].dtype == torch.float32
+        torch.testing.assert_close(got, explicit(q32, k32, v32, bias32, mask), atol=1e-5, rtol=0)
+
+
+def test_a_mask_with_an_empty_row_is_left_to_the_explicit_path():
+    *_, mask = inputs()
+    route = FusedWindowAttention()
+    assert route.accepts(None, torch.float32) and route.accepts(mask, torch.float32)
+    mask[2, 3] = False  # query 3 of window 2 may attend to nothing
+    assert not route.accepts(mask, torch.float32)
