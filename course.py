@@ -7,8 +7,8 @@
     python3 course.py doctor   check the environment and say what to fix
 
 Set-up makes a virtual environment in ``.venv`` and installs the project with
-its ``course`` and ``dev`` extras. When the environment has no PyTorch yet it
-installs ``torch==2.13.0`` first; set ``MINATTN_TORCH`` to another pip
+its ``course``, ``grading`` and ``dev`` extras. When the environment has no
+PyTorch yet it installs ``torch==2.13.0`` first; set ``MINATTN_TORCH`` to another pip
 requirement (for instance the CUDA build PyTorch's install selector gives you)
 to choose the build. Arguments after the command go to JupyterLab or pytest:
 ``python3 course.py test -k softmax``.
@@ -77,8 +77,8 @@ def ensure_installed() -> None:
         say(f"installing PyTorch ({torch}); set MINATTN_TORCH to choose another build")
         run(PYTHON, "-m", "pip", "install", "--quiet", *torch.split())
     if not STAMP.exists() or STAMP.stat().st_mtime < (ROOT / "pyproject.toml").stat().st_mtime:
-        say("installing minattn with the course and test requirements (first run only)")
-        run(PYTHON, "-m", "pip", "install", "--quiet", "--editable", ".[course,dev]")
+        say("installing minattn with the course, grading and test requirements (first run only)")
+        run(PYTHON, "-m", "pip", "install", "--quiet", "--editable", ".[course,grading,dev]")
         STAMP.touch()
 
 

@@ -4,6 +4,8 @@ Attention alone sees a set of tokens, not a grid: permute the tokens and each
 output is permuted the same way. Swin adds to each score a learned number
 looked up by the query-minus-key offset. Inside a window of ``Wd x Wh x Ww``
 the offsets range over ``(2Wd-1)(2Wh-1)(2Ww-1)`` values: one table row each.
+The alternative of ViT-style models, a code for each token's absolute
+position, is here too: :func:`sincos_position_embedding`.
 """
 
 from __future__ import annotations
@@ -98,3 +100,47 @@ class RelativePositionBias(nn.Module):
         index = self.index if index is None else index
         n_q, n_k = index.shape
         return self.table[index.reshape(-1)].reshape(n_q, n_k, self.num_heads).permute(2, 0, 1)
+
+
+def sincos_position_embedding(grid, dim: int, temperature: float = 10000.0, device=None, dtype=None) -> torch.Tensor:
+    """Fixed sine-cosine position codes for a token grid (absolute position, no parameters).
+
+    The ``dim`` features are shared out evenly over the axes, in the order
+    ``(D, H, W)``. Axis ``a`` gets a block of ``2F`` features, ``F = dim / (2 *
+    ndim)``: the sines of ``coordinate * omega_i``, then the cosines, with
+    frequencies ``omega_i = temperature ** (-i / F)``, ``i = 0 .. F-1``, from
+    one cycle per ``2 pi`` tokens down to very slow ones. The dot product of two
+    codes is ``sum_a sum_i cos(omega_i * offset_a)``: it depends only on their
+    offset, which is why these codes let attention reason about distances.
+    MONAI's ``build_sincos_position_embedding`` uses the same frequencies and
+    puts axis 1's block first: (H, D, W) in 3D, (W, H) in 2D.
+
+    Args:
+        grid: the token grid, an int (a cube) or ``(D, H, W)`` / ``(H, W)``.
+        dim: features per token; a multiple of ``2 * ndim``.
+        temperature: the slowest frequency's period scale (10000 as in ViT/MAE).
+        device: where to build the codes.
+        dtype: of the result (default: torch's default float dtype).
+
+    Returns:
+        ``(prod(grid), dim)``; row ``n`` is the token at the ``n``-th position
+        in row-major order (the last axis fastest), the order of patch tokens.
+    """
+    ndim = spatial_ndim(grid)
+    sizes = as_size_tuple(grid, ndim, "grid")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1 or dim % (2 * ndim):
+        raise ValueError(
+            f"dim must be a positive multiple of 2 * {ndim} = {2 * ndim} (a sine and a cosine per frequency on each "
+            f"of the {ndim} axes); received {dim!r}"
+        )
+    if not temperature > 1:
+        raise ValueError(f"temperature must be a number above 1; received {temperature!r}")
+    per_axis = dim // (2 * ndim)
+    # Build in float64 so the codes are the same whatever dtype is asked for.
+    omega = temperature ** -(torch.arange(per_axis, dtype=torch.float64, device=device) / per_axis)
+    coords = _window_coords(sizes, device).to(torch.float64)  # (N, ndim), row-major
+    blocks = []
+    for axis in range(ndim):
+        angles = coords[:, axis, None] * omega  # (N, F)
+        blocks += [torch.sin(angles), torch.cos(angles)]
+    return torch.cat(blocks, dim=-1).to(dtype or torch.get_default_dtype())

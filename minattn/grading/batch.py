@@ -140,9 +140,19 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import nbformat
+try:
+    import nbformat
+except ModuleNotFoundError:  # the `grading` extra is missing: the module still imports so that main() can say so
+    nbformat = None
 
-from .generate import SolutionError, atomic_write_text, calls_check_function, make_exercise, read_notebook
+from .generate import (
+    SolutionError,
+    atomic_write_text,
+    calls_check_function,
+    make_exercise,
+    read_notebook,
+    require_modules,
+)
 
 #: MIME type under which the hidden first cell makes every CheckResult publish itself.
 RECORD_MIME = "application/vnd.minattn.check-result+json"
@@ -1140,6 +1150,8 @@ def _raise_keyboard_interrupt(signum, frame):
 def main(argv=None) -> int:
     """``minattn-grade``: exit 0 when every submission was graded (whatever the grades), 2 on a usage error,
     130 when interrupted (Ctrl-C or SIGTERM; the output then holds what was graded so far)."""
+    # ipykernel is the kernel the submissions run in; tqdm draws the progress bar.
+    require_modules("minattn-grade", ["nbformat", "nbclient", "ipykernel", "tqdm"])
     parser = argparse.ArgumentParser(
         prog="minattn-grade",
         description="Grade submitted exercise notebooks: each runs in a fresh kernel; the check results "

@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import importlib.util
 import json
 import os
 import re
@@ -54,7 +55,10 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import nbformat
+try:
+    import nbformat
+except ModuleNotFoundError:  # the `grading` extra is missing: the module still imports so that main() can say so
+    nbformat = None
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -74,6 +78,23 @@ _GRADE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _CHECK_CALL = re.compile(r"(?<![\w])check\s*\(")
 _DEF_CHECK = re.compile(r"\bdef\s+check\s*\(")
 _PUNCTUATION_ONLY = re.compile(r"^[\W_]*$")
+
+
+#: How to install what the instructors' commands need (pyproject.toml's `grading` extra).
+GRADING_INSTALL = "pip install 'minattn[grading]'"
+
+
+def require_modules(command: str, modules) -> None:
+    """Stop ``command`` with one line naming the missing ``modules`` and how to install them (no traceback).
+
+    Args:
+        command: the console script's name, e.g. ``"minattn-grade"``.
+        modules: top-level module names the command imports, e.g. ``("nbformat", "nbclient")``.
+    """
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        names = missing[0] if len(missing) == 1 else f"{', '.join(missing[:-1])} and {missing[-1]}"
+        sys.exit(f"{command} needs {names}, which {sys.executable} cannot import: {GRADING_INSTALL}")
 
 
 class SolutionError(ValueError):
@@ -471,6 +492,7 @@ def generate(solutions_dir="solutions", exercises_dir="exercises", check: bool =
 
 def main(argv=None) -> int:
     """``minattn-exercises [--check]``: exit 0 when all is well, 1 with the list of problems otherwise."""
+    require_modules("minattn-exercises", ["nbformat"])
     parser = argparse.ArgumentParser(
         prog="minattn-exercises",
         description="Generate exercises/NN-slug.ipynb from solutions/NN-slug.ipynb (nbgrader markers).",
