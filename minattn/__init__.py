@@ -33,20 +33,24 @@ except ImportError as _missing:
 
 else:
     from . import cost, interop
+    from ._dispatch import attention
     from .attention import scaled_dot_product_attention
-    from .efficient import attention, memory_efficient_attention
+    from .efficient import memory_efficient_attention
     from .memory import AttentionMemoryError, get_memory_budget, memory_budget, set_memory_budget
     from .multihead import MultiHeadAttention, merge_heads, split_heads
     from .patches import PatchEmbed, patchify, unpatchify
-    from .position import RelativePositionBias, relative_position_index
+    from .position import RelativePositionBias, relative_position_index, sincos_position_embedding
     from .softmax import softmax
     from .swin import Mlp, PatchMerging, SwinBlock, SwinStage, shifted_window_attention
+    from .swin_unetr import SwinEncoder, SwinUNETR
     from .window_attention import WindowAttention
     from .windows import (
+        WindowLayout,
         cyclic_shift,
         effective_window_and_shift,
         pad_to_windows,
         shifted_window_mask,
+        swin_shifts,
         window_partition,
         window_reverse,
     )
@@ -61,8 +65,11 @@ __all__ = [
     "PatchMerging",
     "RelativePositionBias",
     "SwinBlock",
+    "SwinEncoder",
     "SwinStage",
+    "SwinUNETR",
     "WindowAttention",
+    "WindowLayout",
     "attention",
     "cost",
     "cyclic_shift",
@@ -79,8 +86,10 @@ __all__ = [
     "set_memory_budget",
     "shifted_window_attention",
     "shifted_window_mask",
+    "sincos_position_embedding",
     "softmax",
     "split_heads",
+    "swin_shifts",
     "unpatchify",
     "window_partition",
     "window_reverse",

@@ -2,9 +2,12 @@
 
 ``from_monai`` is how the course shows that the blocks built from first
 principles are the ones real medical models use: same weights in, same
-numbers out. The converted modules are wrapped so they take and return
-exactly the tensors of the MONAI module (its channels-first stage input and
-its additive 0/-100 mask); the minattn module is at ``.module``.
+numbers out. The converted attention, block and stage are wrapped so they
+take and return exactly the tensors of the MONAI module (its channels-first
+stage input and its additive 0/-100 mask); the minattn module is at
+``.module``. A whole ``SwinUNETR`` (or its ``SwinTransformer`` encoder)
+becomes minattn's :class:`~minattn.swin_unetr.SwinUNETR` (or
+:class:`~minattn.swin_unetr.SwinEncoder`), which takes MONAI's tensors as it is.
 
 Checked against MONAI 1.6.1 (``monai.networks.nets.swin_unetr``). MONAI's
 PatchMerging changed its concatenation order in 1.5.0; both of its merging
@@ -13,16 +16,20 @@ layers are converted by reordering their weights.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from einops import rearrange
 from torch import nn
 
 from .multihead import MultiHeadAttention
+from .patches import PatchEmbed
 from .position import monai_sliced_index
 from .swin import PatchMerging, SwinBlock, SwinStage
+from .swin_unetr import PATCH_SIZE, SwinEncoder, SwinUNETR
 from .window_attention import WindowAttention
 
 # MONAI fills forbidden pairs with -100, minattn with a boolean False (exact 0 weight).
@@ -130,6 +137,113 @@ def _merging_from_monai(source) -> PatchMerging:
     return merging.to(device=source.reduction.weight.device, dtype=source.reduction.weight.dtype)
 
 
+def _skeleton(build: Callable[[], nn.Module]) -> nn.Module:
+    """Build a module on the meta device: its structure only, with no memory and no initialisation.
+
+    The converters below build a module this way and then replace every
+    part of it by a converted or copied one; :func:`_check_filled` makes sure.
+    """
+    with torch.device("meta"):
+        return build()
+
+
+def _check_filled(module: nn.Module) -> nn.Module:
+    left = [name for name, t in itertools.chain(module.named_parameters(), module.named_buffers()) if t.is_meta]
+    if left:
+        raise RuntimeError(f"conversion left parts of {type(module).__name__} unfilled: {left[:5]}")
+    return module
+
+
+def _stage_from_monai(source) -> SwinStage:
+    if getattr(source, "use_hyena", False):
+        raise ValueError("a MONAI BasicLayer with use_hyena=True has no attention to convert")
+    blocks = list(source.blocks)
+    first = blocks[0]
+    stage = _skeleton(
+        lambda: SwinStage(
+            first.dim, len(blocks), first.num_heads, tuple(source.window_size), qkv_bias=first.attn.qkv.bias is not None
+        )
+    )
+    stage.blocks = nn.ModuleList(_block_from_monai(b) for b in blocks)
+    if source.downsample is not None:
+        stage.downsample = _merging_from_monai(source.downsample)
+    return _check_filled(stage)
+
+
+def _swin_encoder_from_monai(source) -> SwinEncoder:
+    """MONAI's ``SwinTransformer`` (SwinUNETR's ``swinViT``) as a :class:`SwinEncoder` with the same weights."""
+    from monai.networks.nets import swin_unetr as monai_swin
+
+    layers = [source.layers1[0], source.layers2[0], source.layers3[0], source.layers4[0]]
+    proj = source.patch_embed.proj
+    if any(k != PATCH_SIZE for k in proj.kernel_size):
+        raise ValueError(
+            f"only patch_size={PATCH_SIZE} can be converted (SwinUNETR's decoder undoes a 2x patch); "
+            f"received patch_size {tuple(proj.kernel_size)}"
+        )
+    for layer in layers:
+        if not isinstance(layer.downsample, monai_swin.PatchMergingV2):  # PatchMerging is a subclass
+            raise ValueError(
+                "only MONAI's own downsample layers (downsample='merging' or 'mergingv2') can be converted; "
+                f"received {type(layer.downsample).__name__}"
+            )
+    patch_norm = source.patch_embed.norm
+    if patch_norm is not None and not isinstance(patch_norm, nn.LayerNorm):
+        raise ValueError(f"patch_embed.norm must be nn.LayerNorm to convert; received {type(patch_norm).__name__}")
+    first_blocks = [layer.blocks[0] for layer in layers]
+    encoder = _skeleton(
+        lambda: SwinEncoder(
+            proj.in_channels,
+            source.embed_dim,
+            depths=[len(layer.blocks) for layer in layers],
+            num_heads=[block.num_heads for block in first_blocks],
+            window_size=tuple(source.window_size),
+            spatial_dims=len(source.window_size),
+            patch_norm=patch_norm is not None,
+            use_v2=source.use_v2,
+            use_checkpoint=first_blocks[0].use_checkpoint,
+        )
+    )
+    encoder.patch_embed = PatchEmbed.from_conv(proj)
+    if patch_norm is not None:
+        encoder.patch_norm = copy.deepcopy(patch_norm)
+    encoder.stages = nn.ModuleList(_stage_from_monai(layer) for layer in layers)  # window attention as MONAI's
+    if source.use_v2:
+        encoder.stage_convs = nn.ModuleList(
+            copy.deepcopy(convs[0]) for convs in (source.layers1c, source.layers2c, source.layers3c, source.layers4c)
+        )
+    return _check_filled(encoder).train(source.training)
+
+
+def _swin_unetr_from_monai(source) -> SwinUNETR:
+    """MONAI's ``SwinUNETR`` as minattn's: the encoder converted, the convolution blocks copied as they are."""
+    encoder = _swin_encoder_from_monai(source.swinViT)
+    head_conv = next(m for m in source.out.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d)))
+    model = _skeleton(
+        lambda: SwinUNETR(
+            encoder.in_channels,
+            head_conv.out_channels,
+            feature_size=encoder.feature_size,
+            depths=encoder.depths,
+            num_heads=encoder.num_heads,
+            window_size=encoder.window_size,
+            spatial_dims=encoder.spatial_dims,
+            normalize=source.normalize,
+        )
+    )
+    model.encoder = encoder
+    # The decoder's blocks are MONAI's own classes: copies keep any norm_name MONAI accepts.
+    model.skips = nn.ModuleList(
+        copy.deepcopy(b) for b in (source.encoder1, source.encoder2, source.encoder3, source.encoder4)
+    )
+    model.bottleneck = copy.deepcopy(source.encoder10)
+    model.ups = nn.ModuleList(
+        copy.deepcopy(b) for b in (source.decoder5, source.decoder4, source.decoder3, source.decoder2, source.decoder1)
+    )
+    model.head = copy.deepcopy(source.out)
+    return _check_filled(model).train(source.training)
+
+
 class MonaiWindowAttentionAdapter(nn.Module):
     """minattn ``WindowAttention`` with MONAI's ``forward(x, mask)`` signature."""
 
@@ -175,12 +289,17 @@ class MonaiStageAdapter(nn.Module):
 
 
 def from_monai(module: nn.Module) -> nn.Module:
-    """Convert MONAI's 3D (or 2D) ``WindowAttention``, ``SwinTransformerBlock`` or ``BasicLayer``.
+    """Convert MONAI's 3D (or 2D) Swin modules, from one ``WindowAttention`` to a whole ``SwinUNETR``.
 
-    Returns an adapter whose ``.module`` is the minattn ``WindowAttention``,
-    ``SwinBlock`` or ``SwinStage`` holding copies of the weights; the adapter
-    takes and returns what the MONAI module does. Outputs agree to float
-    round-off in eval mode (minattn modules have no dropout).
+    ``WindowAttention``, ``SwinTransformerBlock`` and ``BasicLayer`` give an
+    adapter whose ``.module`` is the minattn ``WindowAttention``, ``SwinBlock``
+    or ``SwinStage`` holding copies of the weights; the adapter takes and
+    returns what the MONAI module does. ``SwinTransformer`` gives a
+    :class:`~minattn.swin_unetr.SwinEncoder` and ``SwinUNETR`` a
+    :class:`~minattn.swin_unetr.SwinUNETR`, which take and return MONAI's
+    tensors themselves; their convolution blocks are copies of MONAI's.
+    Outputs agree to float round-off in eval mode (minattn's attention has no
+    dropout).
 
     Shrunk windows: when the input is no larger than the window along an axis,
     the window shrinks to the input. MONAI then indexes its bias table with the
@@ -196,25 +315,14 @@ def from_monai(module: nn.Module) -> nn.Module:
     if isinstance(module, monai_swin.SwinTransformerBlock):
         return MonaiBlockAdapter(_block_from_monai(module))
     if isinstance(module, monai_swin.BasicLayer):
-        if getattr(module, "use_hyena", False):
-            raise ValueError("a MONAI BasicLayer with use_hyena=True has no attention to convert")
-        blocks = list(module.blocks)
-        first = blocks[0]
-        stage = SwinStage(
-            first.dim,
-            len(blocks),
-            first.num_heads,
-            tuple(module.window_size),
-            mlp_ratio=first.mlp.linear1.out_features / first.dim,
-            qkv_bias=first.attn.qkv.bias is not None,
-        )
-        stage.blocks = nn.ModuleList(_block_from_monai(b) for b in blocks)
-        if module.downsample is not None:
-            stage.downsample = _merging_from_monai(module.downsample)
-        return MonaiStageAdapter(stage)
+        return MonaiStageAdapter(_stage_from_monai(module))
+    if isinstance(module, monai_swin.SwinTransformer):
+        return _swin_encoder_from_monai(module)
+    if isinstance(module, monai_swin.SwinUNETR):
+        return _swin_unetr_from_monai(module)
     raise ValueError(
-        "from_monai converts monai.networks.nets.swin_unetr WindowAttention, SwinTransformerBlock or BasicLayer; "
-        f"received {type(module).__name__}"
+        "from_monai converts monai.networks.nets.swin_unetr WindowAttention, SwinTransformerBlock or BasicLayer, "
+        f"or a whole SwinTransformer or SwinUNETR; received {type(module).__name__}"
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["binary_accuracy", "roc_auc"]
+__all__ = ["binary_accuracy", "mean_sd", "roc_auc"]
 
 
 def _flat_pair(scores, labels, scores_name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,3 +80,15 @@ def binary_accuracy(probabilities, labels, threshold: float = 0.5) -> float:
     if labels.numel() == 0:
         raise ValueError("accuracy needs at least one case; received none")
     return float(((probabilities > threshold) == labels).double().mean())
+
+
+def mean_sd(values, digits: int = 3) -> str:
+    """``"mean ± sd"`` of repeated runs (sample standard deviation, n - 1), rounded to ``digits`` places.
+
+    Args:
+        values: a sequence of numbers, e.g. one metric over several seeds (at least two).
+    """
+    values = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if values.numel() < 2:
+        raise ValueError(f"mean_sd needs at least two values to give a spread; received {values.tolist()}")
+    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"

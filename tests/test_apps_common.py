@@ -11,7 +11,7 @@ from minattn._threads import single_thread, torch_threads
 from minattn.apps import fusion, microscope, mil
 from minattn.apps._samples import SampleSet
 from minattn.apps.training import History, count_parameters, fit
-from minattn.metrics import binary_accuracy, roc_auc
+from minattn.metrics import binary_accuracy, mean_sd, roc_auc
 
 # Threads ---------------------------------------------------------------------------------------
 
@@ -290,3 +290,10 @@ def test_binary_accuracy():
         binary_accuracy([], [])
     with pytest.raises(ValueError, match="same length"):
         binary_accuracy([0.2, 0.3], [1])
+
+
+def test_mean_sd_uses_the_sample_standard_deviation():
+    assert mean_sd([0.1, 0.2, 0.4]) == "0.233 ± 0.153"  # sd with n - 1: sqrt(0.02333)
+    assert mean_sd(torch.tensor([1.0, 3.0]), digits=1) == "2.0 ± 1.4"
+    with pytest.raises(ValueError, match="at least two"):
+        mean_sd([0.5])

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 import minattn  # noqa: E402
 from minattn.apps import hopfield as hf  # noqa: E402
-from minattn.explore.temperature import hopfield_explorer  # noqa: E402
+from minattn.explore import hopfield_explorer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

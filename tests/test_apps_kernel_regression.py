@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 import minattn  # noqa: E402
 from minattn.apps import kernel_regression as kr  # noqa: E402
-from minattn.explore.temperature import kernel_regression_explorer  # noqa: E402
+from minattn.explore import kernel_regression_explorer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

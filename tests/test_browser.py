@@ -46,7 +46,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-EXPLORER_CALL = re.compile(r"^\s*(?:_?\w+\s*=\s*)?(\w+_explorer)\(", re.M)
+EXPLORER_CALL = re.compile(r"^\s*(?:_?\w+\s*=\s*)?(\w+_explorer)\(", re.MULTILINE)
 
 # JavaScript run in the page. `jupyterapp` is JupyterLab's application object
 # (exposed with --LabApp.expose_app_in_browser); `panel(path)` finds a notebook's tab.
@@ -170,8 +170,10 @@ def lab(tmp_path_factory):
         home / "config" / "labconfig" / "page_config.json",
         {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}},
     )
-    _write_json(home / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings",
-                {"windowingMode": "none"})
+    _write_json(
+        home / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings",
+        {"windowingMode": "none"},
+    )
     token, port = secrets.token_hex(16), _free_port()
     log = root / "jupyterlab.log"
     command = [

@@ -6,15 +6,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import ipywidgets as widgets  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import ipywidgets as widgets
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
 
-from minattn.apps import fusion as fu  # noqa: E402
-from minattn.explore import fusion_explorer  # noqa: E402
-from minattn.explore.fusion import show_patient  # noqa: E402
+from minattn.apps import fusion as fu
+from minattn.explore import fusion_explorer
+from minattn.explore.fusion import show_patient
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,7 @@ from learners import Attempt, assert_verdict
 
 import minattn
 from minattn.grading.topics import position as topic
-
-
-def as_triple(size):
-    return (size,) * 3 if isinstance(size, int) else tuple(size)
-
+from minattn.sizes import as_triple
 
 # ----------------------------------------------------------------------------- shuffle_both_ways
 

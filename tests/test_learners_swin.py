@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from learners import Attempt, assert_verdict
-
 from monai.networks.nets.swin_unetr import WindowAttention as MonaiWindowAttention
 
 import minattn

@@ -12,11 +12,7 @@ from learners import Attempt, assert_verdict
 import minattn
 from minattn.grading.topics import windows as topic
 from minattn.receptive_field import layers_to_cover, receptive_field
-
-
-def as_triple(size):
-    return (size,) * 3 if isinstance(size, int) else tuple(size)
-
+from minattn.sizes import as_triple
 
 # ----------------------------------------------------------------------------- window_partition
 

@@ -13,6 +13,9 @@ notebook. Every explorer exposes ``.controls`` (name -> widget) and ``.state``
 The figure is drawn with Agg and shown as a PNG that is replaced in place on
 every change, so it works the same under ``%matplotlib inline``, with
 ``ipympl`` or with no backend at all.
+
+``EXPLORERS`` maps each explorer function's name to the widget class it
+returns; a new explorer registers its function there (:mod:`.registry`).
 """
 
 from .attention import attention_explorer
@@ -20,14 +23,18 @@ from .attention_maps import attention_map_explorer
 from .cost import cost_explorer
 from .fusion import fusion_explorer
 from .heads import heads_explorer
+from .hopfield import hopfield_explorer
+from .kernel_regression import kernel_regression_explorer
 from .mil import mil_explorer
 from .patches import patch_explorer
 from .receptive_field import receptive_field_explorer
+from .registry import EXPLORERS
 from .relative_bias import relative_bias_explorer
-from .temperature import hopfield_explorer, kernel_regression_explorer
+from .swin_steps import swin_steps_explorer
 from .windows import window_explorer
 
 __all__ = [
+    "EXPLORERS",
     "attention_explorer",
     "attention_map_explorer",
     "cost_explorer",
@@ -39,5 +46,6 @@ __all__ = [
     "patch_explorer",
     "receptive_field_explorer",
     "relative_bias_explorer",
+    "swin_steps_explorer",
     "window_explorer",
 ]

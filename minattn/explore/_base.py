@@ -15,29 +15,31 @@ Each explorer exposes
     ``controls``: dict name -> widget, to drive it from code or tests,
     ``state``: dict of what is currently shown (arrays, texts, ``error``),
     ``last_update_s``: seconds the last update took (compute + draw + PNG).
+
+Its CSS classes in the page are ``minattn-explorer`` and, for an explorer
+made by a registered function, the function's own (:mod:`.registry`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import html
 import io
-import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import ipywidgets as widgets
 import numpy as np
 import torch
-from matplotlib.artist import Artist
-from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
-from matplotlib.colors import Normalize, to_rgba
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
 from PIL import Image
 
-__all__ = ["Explorer", "ExplorerError", "Heatmap", "Label", "NumberLayer", "set_slider_range"]
+from .registry import css_class, function_name
+from .text import Label, NumberLayer
+
+__all__ = ["Explorer", "ExplorerError", "Heatmap"]
 
 _ERROR_STYLE = "color:#8a1010;background:#fdecea;border:1px solid #e0a8a8;border-radius:3px;padding:3px 8px"
 _NOTE_STYLE = "color:#6b4e00;background:#fff6dc;border:1px solid #e6cf8b;border-radius:3px;padding:3px 8px"
@@ -93,8 +95,8 @@ class Explorer(widgets.VBox):
         boxes = [widgets.HBox([self.controls[name] for name in row]) for row in rows]
         self.children = [title, *boxes, self.message, self.picture, self.info]
         # CSS classes name the explorer in the page, so a browser test can find each one.
-        self.add_class("minattn-explorer")
-        self.add_class(f"minattn-explorer-{self.dom_name()}")
+        for name in self.css_classes():
+            self.add_class(name)
         threads = _enter_single_thread()
         try:
             self.build(self.figure)
@@ -108,10 +110,10 @@ class Explorer(widgets.VBox):
         self.refresh()
 
     @classmethod
-    def dom_name(cls) -> str:
-        """The explorer's name in CSS: ``CostExplorer`` -> ``cost``, ``MILExplorer`` -> ``mil``."""
-        words = re.findall(r"[A-Z]+(?![a-z])|[A-Z][a-z0-9]*", cls.__name__.removesuffix("Explorer"))
-        return "-".join(word.lower() for word in words) or "explorer"
+    def css_classes(cls) -> list[str]:
+        """``minattn-explorer``, then the registered function's class: ``["minattn-explorer", "minattn-explorer-cost"]``."""
+        function = function_name(cls)
+        return ["minattn-explorer"] + ([css_class(function)] if function else [])
 
     # -- to implement --------------------------------------------------------
     def build(self, figure: Figure) -> None:  # pragma: no cover - abstract
@@ -176,7 +178,7 @@ class Explorer(widgets.VBox):
             self._render()
         except (ValueError, MemoryError) as exc:  # the package's input checks raise ValueError
             self._show_error(str(exc))
-        except Exception as exc:  # a bug: say so in the widget rather than in a log nobody sees
+        except Exception as exc:  # noqa: BLE001 - a bug: say so in the widget, not in a log nobody sees
             self._show_error(f"unexpected {type(exc).__name__}: {exc}")
         else:
             self.state["error"] = None
@@ -186,6 +188,12 @@ class Explorer(widgets.VBox):
             torch.set_num_threads(threads)
         self.update_count += 1
         self.last_update_s = time.perf_counter() - start
+
+    def show_info(self, text: str, monospace: bool = False) -> None:
+        """Write ``text`` (HTML) in the info line under the figure; ``state["text"]`` keeps it for tests."""
+        self.state["text"] = text
+        font = "font-family:monospace;" if monospace else ""
+        self.info.value = f"<div style='{font}font-size:12px'>{text}</div>"
 
     def _show_error(self, text: str) -> None:
         self.state["error"] = text
@@ -213,7 +221,7 @@ class Explorer(widgets.VBox):
         fontsize: float = 10,
         colour: str = "black",
         coords: str = "axes",
-    ) -> "Label":
+    ) -> Label:
         """A fast, dynamic :class:`Label` in ``ax`` (axes coordinates by default; ``coords="data"`` for data)."""
         label = Label(x, y, text, ha, va, fontsize, colour)
         label.set_transform(ax.transAxes if coords == "axes" else ax.transData)
@@ -244,169 +252,6 @@ class Explorer(widgets.VBox):
     def png(self) -> bytes:
         """The PNG currently shown (the value of the Image widget among the explorer's children)."""
         return bytes(self.picture.value)
-
-
-# Fast text ------------------------------------------------------------------------------------
-# A matplotlib Text lays out and rasterises every glyph on every draw: 1-5 ms per label on a busy
-# 2-core machine, the largest cost of an update. Labels that change on every update are composed
-# instead from glyph bitmaps that Agg renders once per (character, size).
-
-
-@functools.lru_cache(maxsize=None)
-def _glyph(char: str, fontsize: float, dpi: float):
-    """One character rendered once by Agg: ``(alpha (rows, cols) uint8, advance in px, baseline row)``.
-
-    Every character of a size shares the same rows and baseline, so text is
-    composed by placing glyphs side by side at their advances (no kerning).
-    """
-    prop = FontProperties(size=fontsize)
-    probe = RendererAgg(8, 8, dpi)
-    single = probe.get_text_width_height_descent(char, prop, ismath=False)[0]
-    double = probe.get_text_width_height_descent(char * 2, prop, ismath=False)[0]
-    advance = max(0.0, double - single)
-    rows = int(fontsize * dpi / 72 * 2) + 8
-    baseline = rows * 3 // 4
-    renderer = RendererAgg(int(single) + 12, rows, dpi)
-    gc = renderer.new_gc()
-    gc.set_foreground("black")
-    renderer.draw_text(gc, 0, baseline, char, prop, 0)
-    gc.restore()
-    alpha = np.asarray(renderer.buffer_rgba())[..., 3]
-    ink_cols = np.nonzero(alpha.any(0))[0]
-    alpha = alpha[:, : int(ink_cols[-1]) + 1].copy() if len(ink_cols) else np.zeros((rows, 1), np.uint8)
-    return alpha, advance, baseline
-
-
-def _line_alpha(line: str, fontsize: float, dpi: float) -> np.ndarray:
-    """Alpha of one line of text, all glyph rows, composed from cached glyphs."""
-    glyphs = [_glyph(c, fontsize, dpi) for c in line] or [_glyph(" ", fontsize, dpi)]
-    pen, positions = 0.0, []
-    for _, advance, _ in glyphs:
-        positions.append(int(round(pen)))
-        pen += advance
-    width = max([p + g[0].shape[1] for p, g in zip(positions, glyphs)] + [int(np.ceil(pen)), 1])
-    out = np.zeros((glyphs[0][0].shape[0], width), np.uint8)
-    for p, (alpha, _, _) in zip(positions, glyphs):
-        region = out[:, p : p + alpha.shape[1]]
-        np.maximum(region, alpha[:, : region.shape[1]], out=region)
-    return out
-
-
-@functools.lru_cache(maxsize=8192)
-def _text_sprite(
-    text: str, colour: str, fontsize: float, dpi: float, crop: str = "line", ha: str = "center"
-) -> np.ndarray:
-    """RGBA pixels of a label, rows bottom-up as ``Renderer.draw_image`` wants them.
-
-    ``crop="digits"`` cuts the rows to the ink of the digits, so numbers centre
-    on their digits; ``"line"`` keeps ascenders and descenders. Lines are
-    separated by newlines and aligned by ``ha``.
-    """
-    px = fontsize * dpi / 72
-    zero, _, baseline = _glyph("0", fontsize, dpi)
-    if crop == "digits":
-        ink = np.nonzero(zero.any(1))[0]
-        top, bottom = int(ink[0]), int(ink[-1]) + 1
-    else:
-        top, bottom = max(0, baseline - int(np.ceil(px * 0.95))), baseline + int(np.ceil(px * 0.3))
-    lines = [_line_alpha(line, fontsize, dpi)[top:bottom] for line in text.split("\n")]
-    width = max(line.shape[1] for line in lines)
-    gap = max(1, int(round(px * 0.25)))
-    height = sum(line.shape[0] for line in lines) + gap * (len(lines) - 1)
-    alpha = np.zeros((height, width), np.uint8)
-    y = 0
-    for line in lines:
-        x = {"left": 0, "right": width - line.shape[1]}.get(ha, (width - line.shape[1]) // 2)
-        alpha[y : y + line.shape[0], x : x + line.shape[1]] = line
-        y += line.shape[0] + gap
-    rgba = np.empty((height, width, 4), np.uint8)
-    rgba[..., :3] = (np.array(to_rgba(colour)[:3]) * 255).round().astype(np.uint8)
-    rgba[..., 3] = alpha
-    return np.ascontiguousarray(rgba[::-1])
-
-
-def _stamp(renderer, sprite: np.ndarray, px: float, py: float, ha: str, va: str) -> None:
-    """Draw a sprite anchored at display point ``(px, py)``."""
-    h, w = sprite.shape[:2]
-    left = {"left": px, "right": px - w}.get(ha, px - w / 2)
-    bottom = {"bottom": py, "top": py - h}.get(va, py - h / 2)
-    gc = renderer.new_gc()
-    renderer.draw_image(gc, round(left), round(bottom), sprite)
-    gc.restore()
-
-
-class Label(Artist):
-    """A text label drawn from cached glyph bitmaps, for text that changes on every update.
-
-    ``x, y`` are in the artist's transform (axes coordinates when made by
-    :meth:`Explorer.label`); ``ha`` is left/center/right, ``va`` bottom/center/top.
-    """
-
-    def __init__(
-        self,
-        x: float,
-        y: float,
-        text: str = "",
-        ha: str = "center",
-        va: str = "bottom",
-        fontsize: float = 10,
-        colour: str = "black",
-    ):
-        super().__init__()
-        self.x, self.y, self.ha, self.va, self.fontsize, self.colour = x, y, ha, va, fontsize, colour
-        self._text = text
-
-    def set_text(self, text: str) -> None:
-        self._text = str(text)
-        self.stale = True
-
-    def get_text(self) -> str:
-        return self._text
-
-    def set_position(self, xy) -> None:
-        self.x, self.y = xy
-        self.stale = True
-
-    def draw(self, renderer) -> None:
-        if not self.get_visible() or not self._text:
-            return
-        px, py = self.get_transform().transform((self.x, self.y))
-        _stamp(
-            renderer,
-            _text_sprite(self._text, self.colour, self.fontsize, renderer.dpi, "line", self.ha),
-            px,
-            py,
-            self.ha,
-            self.va,
-        )
-
-
-class NumberLayer(Artist):
-    """Many short labels centred on data points, drawn from cached glyphs (see :class:`Label`).
-
-    ``items`` is a list of ``(x, y, text, colour)`` in data coordinates.
-    """
-
-    def __init__(self, fontsize: float = 9):
-        super().__init__()
-        self.fontsize = fontsize
-        self.items: list = []
-
-    def set_items(self, items) -> None:
-        self.items = list(items)
-        self.stale = True
-
-    def texts(self) -> list[str]:
-        return [item[2] for item in self.items]
-
-    def draw(self, renderer) -> None:
-        if not self.get_visible() or not self.items:
-            return
-        points = self.axes.transData.transform([(x, y) for x, y, _, _ in self.items])
-        for (px, py), (_, _, text, colour) in zip(points, self.items):
-            _stamp(
-                renderer, _text_sprite(text, colour, self.fontsize, renderer.dpi, "digits"), px, py, "center", "center"
-            )
 
 
 class Heatmap:
@@ -470,14 +315,3 @@ class Heatmap:
         self.numbers.set_items(
             (j, i, self.fmt(matrix[i, j]), "white" if dark[i, j] else "black") for i in range(n) for j in range(m)
         )
-
-
-def set_slider_range(slider: widgets.IntSlider, low: int, high: int) -> None:
-    """Change a slider's range, clamping its value, without going through an invalid state."""
-    if high < slider.min:
-        slider.min = low
-        slider.max = high
-    else:
-        slider.max = high
-        slider.min = low
-    slider.value = min(max(slider.value, low), high)

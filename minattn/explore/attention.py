@@ -22,8 +22,9 @@ import torch
 
 from ..attention import scaled_dot_product_attention
 from ._base import Explorer, ExplorerError, Heatmap
+from .registry import register
 
-__all__ = ["attention_explorer", "AttentionExplorer", "SEED_EXAMPLE", "parse_matrix"]
+__all__ = ["SEED_EXAMPLE", "AttentionExplorer", "attention_explorer", "parse_matrix"]
 
 # The course's example: q1 = k1, q2 = k2; k3 has the same dot product with both
 # queries as their own keys do, so each query splits its weight between its own
@@ -64,9 +65,11 @@ class AttentionExplorer(Explorer):
     title = "Scaled dot-product attention: scores -> softmax -> weighted values"
 
     def __init__(self):
-        text = dict(
-            layout=widgets.Layout(width="290px"), continuous_update=False, style={"description_width": "initial"}
-        )
+        text = {
+            "layout": widgets.Layout(width="290px"),
+            "continuous_update": False,
+            "style": {"description_width": "initial"},
+        }
         controls = {
             "preset": widgets.Dropdown(
                 options=[
@@ -217,10 +220,10 @@ class AttentionExplorer(Explorer):
                 parts = " + ".join(f"{w:.2f} v{j + 1}" for j, w in enumerate(weights[i].tolist()))
                 blends.append(f"out{i + 1} = {parts}")
             text = "; ".join(blends)
-        self.state["text"] = text
-        self.info.value = f"<span style='font-family:monospace;font-size:12px'>{text}</span>"
+        self.show_info(text, monospace=True)
 
 
+@register(AttentionExplorer)
 def attention_explorer() -> AttentionExplorer:
     """Interactive scores / softmax / outputs for small Q, K, V. Returns a widget to display."""
     return AttentionExplorer()

@@ -20,9 +20,11 @@ import torch
 from matplotlib.collections import LineCollection
 
 from ..apps.microscope import LesionVolumes, attention_maps, predict
-from ._base import Explorer, ExplorerError, set_slider_range
+from ._base import Explorer, ExplorerError
+from .controls import set_slider_range
+from .registry import register
 
-__all__ = ["attention_map_explorer", "AttentionMapExplorer", "outline_segments"]
+__all__ = ["AttentionMapExplorer", "attention_map_explorer", "outline_segments"]
 
 _AXES = {"D": 0, "H": 1, "W": 2}
 _VIEW_NAMES = {"D": "axial (fixed D)", "H": "coronal (fixed H)", "W": "sagittal (fixed W)"}
@@ -122,7 +124,7 @@ class AttentionMapExplorer(Explorer):
         """The slice through the centre of volume ``index``'s lesion along ``axis``; None without one."""
         if self.masks is None or not 0 <= index < len(self.masks) or not bool(self.masks[index].any()):
             return None
-        return int(round(float(self.masks[index].nonzero().float().mean(0)[axis])))
+        return round(float(self.masks[index].nonzero().float().mean(0)[axis]))
 
     # -- computing ------------------------------------------------------------------------------
     def maps_for(self, index: int):
@@ -145,7 +147,9 @@ class AttentionMapExplorer(Explorer):
             ax.set_axis_off()
         blank = np.zeros((2, 2))
         self.image = self.dynamic(self.ax_image.imshow(blank, cmap="gray", vmin=-1, vmax=1, interpolation="nearest"))
-        self.map_image = self.dynamic(self.ax_map.imshow(blank, cmap="inferno", vmin=0, vmax=1, interpolation="nearest"))
+        self.map_image = self.dynamic(
+            self.ax_map.imshow(blank, cmap="inferno", vmin=0, vmax=1, interpolation="nearest")
+        )
         self.under = self.dynamic(self.ax_overlay.imshow(blank, cmap="gray", vmin=-1, vmax=1, interpolation="nearest"))
         self.overlay = self.dynamic(self.ax_overlay.imshow(np.zeros((2, 2, 4)), interpolation="nearest"))
         self.outlines = [
@@ -164,7 +168,9 @@ class AttentionMapExplorer(Explorer):
         extent = self.volumes.shape[2 + axis]
         slice_index = self.value("slice")
         if not 0 <= slice_index < extent:
-            raise ExplorerError(f"slice must lie in 0..{extent - 1} for the {_VIEW_NAMES[view]} view; received {slice_index}")
+            raise ExplorerError(
+                f"slice must lie in 0..{extent - 1} for the {_VIEW_NAMES[view]} view; received {slice_index}"
+            )
         maps, probability = self.maps_for(index)
         volume_map = maps[layer]
         image = self.volumes[index, 0].numpy()
@@ -236,11 +242,13 @@ class AttentionMapExplorer(Explorer):
                 f"model p(lesion) = {probability:.2f}. {layer}: {100 * share:.1f}% of the attention falls inside the "
                 f"lesion, which fills {100 * chance:.2f}% of the volume: {ratio:.1f}x chance."
             )
-        self.state["text"] = text
-        self.info.value = f"<span style='font-size:12px'>{text}</span>"
+        self.show_info(text)
 
 
-def attention_map_explorer(model, volumes, masks=None, index: int | None = None, layer: str = "rollout"):
+@register(AttentionMapExplorer)
+def attention_map_explorer(
+    model, volumes, masks=None, index: int | None = None, layer: str = "rollout"
+) -> AttentionMapExplorer:
     """Scroll a test volume's slices next to the model's attention map and the lesion outline.
 
     Args:

@@ -17,14 +17,33 @@ import torch
 from ..cost import attention_flops, attention_matrix_bytes, attention_scores, num_tokens, windowed_attention_scores
 from ..windows import effective_window_and_shift
 from ._base import Explorer
+from .registry import register
 
-__all__ = ["cost_explorer", "CostExplorer", "PRESETS", "format_bytes", "format_count"]
+__all__ = ["PRESETS", "CostExplorer", "cost_explorer", "format_bytes", "format_count"]
 
 GIB = 2**30
 PRESETS = {
-    "seed_feature_map": dict(D=32, H=64, W=64, patch=1, window=8, dtype="float32", heads=1, head_dim=32),
-    "seed_windows": dict(D=128, H=128, W=128, patch=1, window=8, dtype="float32", heads=1, head_dim=32),
-    "seed_ct": dict(D=96, H=256, W=256, patch=8, window=8, dtype="float32", heads=1, head_dim=32),
+    "seed_feature_map": {
+        "D": 32,
+        "H": 64,
+        "W": 64,
+        "patch": 1,
+        "window": 8,
+        "dtype": "float32",
+        "heads": 1,
+        "head_dim": 32,
+    },
+    "seed_windows": {
+        "D": 128,
+        "H": 128,
+        "W": 128,
+        "patch": 1,
+        "window": 8,
+        "dtype": "float32",
+        "heads": 1,
+        "head_dim": 32,
+    },
+    "seed_ct": {"D": 96, "H": 256, "W": 256, "patch": 8, "window": 8, "dtype": "float32", "heads": 1, "head_dim": 32},
 }
 _PRESET_NAMES = [
     ("example: 32x64x64 feature map -> 131,072 tokens, 64 GiB", "seed_feature_map"),
@@ -61,7 +80,7 @@ class CostExplorer(Explorer):
     def __init__(self):
         style = {"description_width": "initial"}
         small = widgets.Layout(width="150px")
-        ints = lambda name, value, high: widgets.BoundedIntText(  # noqa: E731
+        ints = lambda name, value, high: widgets.BoundedIntText(
             value=value, min=1, max=high, description=name, layout=small, style=style
         )
         preset = PRESETS["seed_feature_map"]
@@ -226,10 +245,10 @@ class CostExplorer(Explorer):
             "<tr><th></th><th style='text-align:left'>global attention</th>"
             f"<th style='text-align:left'>windowed ({win[0]}x{win[1]}x{win[2]})</th></tr>{cells}</table>"
         )
-        self.state["text"] = table
-        self.info.value = table
+        self.show_info(table)
 
 
+@register(CostExplorer)
 def cost_explorer() -> CostExplorer:
     """Tokens, scores, memory and FLOPs of global vs windowed attention, against a memory limit."""
     return CostExplorer()

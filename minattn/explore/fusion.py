@@ -38,7 +38,9 @@ from ..apps.fusion import (
     query_maps,
     region_of_tokens,
 )
-from ._base import Explorer, ExplorerError, Heatmap, NumberLayer
+from ._base import Explorer, ExplorerError, Heatmap
+from .registry import register
+from .text import NumberLayer
 
 __all__ = ["FusionExplorer", "PatientView", "fusion_explorer", "show_patient"]
 
@@ -133,7 +135,7 @@ class FusionExplorer(Explorer):
 
     def __init__(self, model, cohort: Cohort, patient: int | None = None, query: str = "site"):
         if not isinstance(model, CrossAttentionFusion):
-            raise ValueError(
+            raise ValueError(  # noqa: TRY004 - the package's bad-input error is a ValueError
                 "model must be a trained CrossAttentionFusion (minattn.apps.fusion.train_fusion(..., 'cross')); "
                 f"received {type(model).__name__}"
             )
@@ -264,10 +266,10 @@ class FusionExplorer(Explorer):
             f"Outcome {outcome}; the model's P(outcome) = {probability:.2f}. "
             f"The {query} query puts {100 * share:.0f}% of its attention in the exam's region (chance: 25%)."
         )
-        self.state["text"] = text
-        self.info.value = f"<span style='font-size:12px'>{text}</span>"
+        self.show_info(text)
 
 
+@register(FusionExplorer)
 def fusion_explorer(model, cohort: Cohort, patient: int | None = None, query: str = "site") -> FusionExplorer:
     """A cohort's patients with the attention each clinical query of a fusion model puts on the image.
 

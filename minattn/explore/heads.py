@@ -31,9 +31,11 @@ from matplotlib.patches import Rectangle
 from ..multihead import MultiHeadAttention
 from ..patches import patchify
 from ..windows import window_partition
-from ._base import Explorer, ExplorerError, set_slider_range
+from ._base import Explorer, ExplorerError
+from .controls import set_slider_range
+from .registry import register
 
-__all__ = ["heads_explorer", "HeadsExplorer", "HEADS", "token_features"]
+__all__ = ["HEADS", "HeadsExplorer", "heads_explorer", "token_features"]
 
 HEADS = ("intensity", "texture", "position", "untrained")
 HEAD_DIM = 16
@@ -66,7 +68,7 @@ def token_features(patches: torch.Tensor, window: int, seed: int = 0) -> torch.T
     mean, spread = patches.mean(1), patches.std(1) if patches.shape[1] > 1 else torch.zeros(patches.shape[0])
     intensity = _soft_bins(mean, torch.linspace(-1000.0, 1400.0, HEAD_DIM))
     texture = _soft_bins(torch.log10(spread + 1.0), torch.linspace(0.0, 3.0, HEAD_DIM))
-    side = int(math.isqrt(HEAD_DIM))
+    side = math.isqrt(HEAD_DIM)
     rows = torch.arange(window).repeat_interleave(window).double()
     cols = torch.arange(window).repeat(window).double()
     grid = torch.linspace(0, window - 1, side, dtype=torch.float64)
@@ -247,7 +249,7 @@ class HeadsExplorer(Explorer):
             self.stars[h].set_offsets([[q_col + 0.5, q_row + 0.5]])
             entropy = float(-(w * np.log2(np.clip(w, 1e-12, None))).sum())
             summaries.append(
-                dict(head=name, temperature=temperatures[h], entropy_bits=entropy, max_weight=float(w.max()))
+                {"head": name, "temperature": temperatures[h], "entropy_bits": entropy, "max_weight": float(w.max())}
             )
             self.titles[h].set_text(
                 f"head {h + 1}: {name}, T = {temperatures[h]:.2g}\n"
@@ -270,10 +272,10 @@ class HeadsExplorer(Explorer):
             f"query token ({q_row}, {q_col}) of window ({w_row}, {w_col}); red = attention weight of the query on each "
             f"token of its window. Tokens each head effectively looks at (2^entropy): {spread} of {window * window}."
         )
-        self.state["text"] = text
-        self.info.value = f"<span style='font-size:12px'>{text}</span>"
+        self.show_info(text)
 
 
+@register(HeadsExplorer)
 def heads_explorer(image: torch.Tensor | None = None) -> HeadsExplorer:
     """Per-head attention maps of one window of a real CT slice, with a temperature per head.
 

@@ -22,6 +22,7 @@ from matplotlib.patches import Rectangle
 
 from ..apps.mil import MILBags, MILModel, make_bags, train_mil
 from ._base import Explorer, ExplorerError, Heatmap
+from .registry import register
 
 __all__ = ["MILExplorer", "mil_explorer"]
 
@@ -43,7 +44,9 @@ class MILExplorer(Explorer):
             raise ValueError(f"models must be a non-empty dict name -> MILModel; received {type(models).__name__}")
         self.bags = make_bags(48, seed=1) if bags is None else bags
         if not isinstance(self.bags, MILBags):
-            raise ValueError(f"bags must be MILBags (minattn.apps.mil.make_bags); received {type(self.bags).__name__}")
+            raise ValueError(  # noqa: TRY004 - the package's bad-input error is a ValueError
+                f"bags must be MILBags (minattn.apps.mil.make_bags); received {type(self.bags).__name__}"
+            )
         self.models = models
         # Everything the explorer shows is computed once: an update only picks rows.
         self._results = {}
@@ -172,10 +175,10 @@ class MILExplorer(Explorer):
             f"{pooling}: the heaviest tile ({heaviest}, weight {top:.2f}) {verdict}. "
             f"Mean pooling would give every tile 1/{len(weights)} = {1 / len(weights):.3f}."
         )
-        self.state["text"] = text
-        self.info.value = f"<span style='font-size:12px'>{text}</span>"
+        self.show_info(text)
 
 
+@register(MILExplorer)
 def mil_explorer(models: dict | None = None, bags: MILBags | None = None) -> MILExplorer:
     """The bags of attention-MIL with the weights each trained model gives their tiles.
 

@@ -22,9 +22,11 @@ from matplotlib.patches import Rectangle
 from ..cost import num_tokens, patch_embed_params
 from ..patches import patchify
 from ..windows import pad_to_windows
-from ._base import Explorer, ExplorerError, set_slider_range
+from ._base import Explorer, ExplorerError
+from .controls import set_slider_range
+from .registry import register
 
-__all__ = ["patch_explorer", "PatchExplorer"]
+__all__ = ["PatchExplorer", "patch_explorer"]
 
 _AXES = {"D": 0, "H": 1, "W": 2}
 _AXIS_NAMES = {"D": "axial slice (fixed D)", "H": "coronal slice (fixed H)", "W": "sagittal slice (fixed W)"}
@@ -86,7 +88,7 @@ class PatchExplorer(Explorer):
             fraction = slider.value / max(1, slider.max)
             self._last_axis = axis
             set_slider_range(slider, 0, new_max)
-            slider.value = int(round(fraction * new_max))
+            slider.value = round(fraction * new_max)
         else:
             set_slider_range(slider, 0, new_max)
 
@@ -204,10 +206,10 @@ class PatchExplorer(Explorer):
             f"<b>{n_tokens:,} tokens</b>; each patch flattens to p^3 C = {vector_length:,} numbers; "
             f"projection to E = {embed}: E (p^3 C + 1) = {embed} x {vector_length + 1:,} = <b>{params:,} parameters</b>"
         )
-        self.state["text"] = text
-        self.info.value = f"<span style='font-size:12px'>{text}</span>"
+        self.show_info(text)
 
 
+@register(PatchExplorer)
 def patch_explorer(volume: torch.Tensor | None = None, source: str | None = None) -> PatchExplorer:
     """Scroll a volume ``(D, H, W)`` with its patch grid; patch size -> tokens and parameters.
 

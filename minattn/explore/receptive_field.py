@@ -15,16 +15,17 @@ each side, until it covers the grid.
 
 from __future__ import annotations
 
-import ipywidgets as widgets
 import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.collections import LineCollection
 
 from ..receptive_field import layers_to_cover, receptive_field_growth
-from ._base import Explorer, ExplorerError, set_slider_range
+from ._base import Explorer, ExplorerError
+from .controls import GRID_ROWS, follow_grid, grid_sliders, grid_values, int_slider
+from .registry import register
 
-__all__ = ["receptive_field_explorer", "ReceptiveFieldExplorer", "MAX_LAYERS"]
+__all__ = ["MAX_LAYERS", "ReceptiveFieldExplorer", "receptive_field_explorer"]
 
 MAX_LAYERS = 16
 
@@ -56,36 +57,16 @@ class ReceptiveFieldExplorer(Explorer):
     title = "Receptive field through stacked window-attention layers"
 
     def __init__(self, grid=(4, 16, 16), window=(2, 4, 4), token=(1, 7, 9), layers: int = 3):
-        style = {"description_width": "initial"}
-        s = lambda name, value, low, high: widgets.IntSlider(  # noqa: E731
-            value=value, min=low, max=high, description=name, style=style, layout=widgets.Layout(width="230px")
-        )
         controls = {
-            "layers": s("layers", layers, 0, MAX_LAYERS),
-            "grid_d": s("grid D", grid[0], 1, 16),
-            "grid_h": s("grid H", grid[1], 1, 32),
-            "grid_w": s("grid W", grid[2], 1, 32),
-            "window_d": s("window D", window[0], 1, 16),
-            "window_h": s("window H", window[1], 1, 16),
-            "window_w": s("window W", window[2], 1, 16),
-            "token_d": s("token d", token[0], 0, grid[0] - 1),
-            "token_h": s("token h", token[1], 0, grid[1] - 1),
-            "token_w": s("token w", token[2], 0, grid[2] - 1),
+            "layers": int_slider("layers", layers, 0, MAX_LAYERS),
+            **grid_sliders(grid, window, token, max_grid=(16, 32, 32)),
         }
+        grid_row, window_row, token_row = GRID_ROWS
         self._key = None
-        super().__init__(
-            controls,
-            [
-                ["layers", "grid_d", "grid_h", "grid_w"],
-                ["window_d", "window_h", "window_w"],
-                ["token_d", "token_h", "token_w"],
-            ],
-            figsize=(12, 4.0),
-        )
+        super().__init__(controls, [["layers", *grid_row], window_row, token_row], figsize=(12, 4.0))
 
     def follow(self, name: str, value) -> None:
-        if name.startswith("grid_"):  # the token sliders follow the grid
-            set_slider_range(self.controls[f"token_{name[-1]}"], 0, value - 1)
+        follow_grid(self.controls, name, value)
 
     def build(self, figure) -> None:
         self.ax_shift, self.ax_plain, self.ax_curve = figure.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.1]})
@@ -119,9 +100,7 @@ class ReceptiveFieldExplorer(Explorer):
         self.curve_title = self.label(ax, fontsize=9.5)
 
     def _fields(self):
-        grid = tuple(self.value(f"grid_{a}") for a in "dhw")
-        window = tuple(self.value(f"window_{a}") for a in "dhw")
-        token = tuple(min(self.value(f"token_{a}"), g - 1) for a, g in zip("dhw", grid))
+        grid, window, token = grid_values(self.controls)
         too_big = [name for name, g, w in zip("DHW", grid, window) if w > g]
         if too_big:
             raise ExplorerError(
@@ -132,14 +111,14 @@ class ReceptiveFieldExplorer(Explorer):
         if key != self._key:
             shifted = receptive_field_growth(grid, window, token, MAX_LAYERS, shifted=True)
             regular = receptive_field_growth(grid, window, token, MAX_LAYERS, shifted=False)
-            self._cache = dict(
-                shifted=shifted,
-                regular=regular,
-                first_shifted=_first_reached(shifted),
-                first_regular=_first_reached(regular),
-                cover_shifted=_cover(shifted, grid, window, token, True),
-                cover_regular=_cover(regular, grid, window, token, False),
-            )
+            self._cache = {
+                "shifted": shifted,
+                "regular": regular,
+                "first_shifted": _first_reached(shifted),
+                "first_regular": _first_reached(regular),
+                "cover_shifted": _cover(shifted, grid, window, token, True),
+                "cover_regular": _cover(regular, grid, window, token, False),
+            }
             self._key = key
         return grid, window, token, self._cache
 
@@ -191,10 +170,10 @@ class ReceptiveFieldExplorer(Explorer):
             f"and {counts['regular']} without; colour = the layer at which a token first reached it "
             "(computed by propagating through the real masks, minattn.receptive_field)."
         )
-        self.state["text"] = text
-        self.info.value = f"<span style='font-size:12px'>{text}</span>"
+        self.show_info(text)
 
 
+@register(ReceptiveFieldExplorer)
 def receptive_field_explorer(
     grid=(4, 16, 16), window=(2, 4, 4), token=(1, 7, 9), layers: int = 3
 ) -> ReceptiveFieldExplorer:

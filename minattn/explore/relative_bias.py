@@ -26,9 +26,11 @@ import torch
 from ..attention import scaled_dot_product_attention
 from ..patches import patchify, unpatchify
 from ..position import RelativePositionBias, relative_position_index
-from ._base import Explorer, ExplorerError, set_slider_range
+from ._base import Explorer, ExplorerError
+from .controls import set_slider_range
+from .registry import register
 
-__all__ = ["relative_bias_explorer", "RelativeBiasExplorer", "structured_table", "table_offsets"]
+__all__ = ["RelativeBiasExplorer", "relative_bias_explorer", "structured_table", "table_offsets"]
 
 
 def table_offsets(window) -> torch.Tensor:
@@ -253,10 +255,10 @@ class RelativeBiasExplorer(Explorer):
                 f"(largest change {max_plain:.1e}: attention alone is permutation-equivariant). With the bias the "
                 f"outputs change (largest change {max_bias:.2f}): the bias ties scores to positions."
             )
-        self.state["text"] = text
-        self.info.value = f"<span style='font-size:12px'>{text}</span>"
+        self.show_info(text)
 
 
+@register(RelativeBiasExplorer)
 def relative_bias_explorer(image: torch.Tensor | None = None) -> RelativeBiasExplorer:
     """Relative position bias table, a query's bias over its window, and the shuffle test.
 

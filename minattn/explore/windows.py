@@ -15,8 +15,6 @@ grid; the ``(N, N)`` mask of the picked token's window with its row marked.
 
 from __future__ import annotations
 
-import math
-
 import ipywidgets as widgets
 import numpy as np
 import torch
@@ -24,18 +22,12 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Rectangle
 
-from ..windows import (
-    cyclic_shift,
-    effective_window_and_shift,
-    pad_to_windows,
-    region_ids,
-    shifted_window_mask,
-    window_partition,
-    window_reverse,
-)
-from ._base import Explorer, ExplorerError, set_slider_range
+from ..windows import WindowLayout, cyclic_shift, swin_shifts, window_reverse
+from ._base import Explorer, ExplorerError
+from .controls import GRID_ROWS, follow_grid, grid_sliders, grid_values
+from .registry import register
 
-__all__ = ["window_explorer", "WindowExplorer", "window_geometry", "REGION_COLOURS"]
+__all__ = ["REGION_COLOURS", "WindowExplorer", "window_explorer", "window_geometry"]
 
 # 27 = 3^3 possible regions in 3D; pastel, so markers stay readable on top.
 REGION_COLOURS = ListedColormap(
@@ -94,20 +86,19 @@ def window_geometry(grid, window, shifted: bool) -> dict:
             f"the window {window} is larger than the token grid {grid} along {', '.join(too_big)}: "
             "choose a window no larger than the grid (a real Swin block would shrink the window to the grid there)"
         )
-    nominal_shift = tuple(w // 2 for w in window) if shifted else (0, 0, 0)
-    win, shift = effective_window_and_shift(grid, window, nominal_shift)
-    padded = tuple(-(-g // w) * w for g, w in zip(grid, win))
-    ids = torch.arange(math.prod(padded)).reshape(1, *padded, 1)
-    rolled = cyclic_shift(ids, shift)  # rolled[p] = the original id now at position p
-    windows = window_partition(rolled, win)[..., 0]  # (nW, N)
-    mask = shifted_window_mask(padded, win, shift)  # (nW, N, N), True = may attend
-    regions_rolled = region_ids(padded, win, shift)
+    layout = WindowLayout(grid, window, swin_shifts(window, 2, shifted)[1])
+    win, shift, padded = layout.window, layout.shift, layout.padded
+    windows = layout.token_ids()  # (nW, N) original flat ids on the padded grid
+    mask = layout.mask()
+    if mask is None:
+        mask = torch.ones(layout.num_windows, layout.tokens_per_window, layout.tokens_per_window, dtype=torch.bool)
+    regions_rolled = layout.region_ids()
     back = tuple(-s for s in shift)
     regions = cyclic_shift(regions_rolled[None, ..., None], back)[0, ..., 0]
     n_windows, n = windows.shape
     window_index = torch.arange(n_windows)[:, None, None].expand(n_windows, n, 1)
     window_id = cyclic_shift(window_reverse(window_index, win, padded), back)[0, ..., 0]
-    real = pad_to_windows(torch.ones(1, *grid, 1), win)[0, ..., 0] > 0
+    real = layout.real()
     return dict(
         grid=grid,
         window=win,
@@ -138,36 +129,16 @@ class WindowExplorer(Explorer):
     title = "Windows and shifted windows: who may attend to whom"
 
     def __init__(self, grid=(4, 8, 8), window=(2, 4, 4), token=(1, 7, 7), shifted: bool = True):
-        style = {"description_width": "initial"}
-        s = lambda name, value, low, high: widgets.IntSlider(  # noqa: E731
-            value=value, min=low, max=high, description=name, style=style, layout=widgets.Layout(width="230px")
-        )
         controls = {
-            "grid_d": s("grid D", grid[0], 1, 16),
-            "grid_h": s("grid H", grid[1], 1, 24),
-            "grid_w": s("grid W", grid[2], 1, 24),
-            "window_d": s("window D", window[0], 1, 16),
-            "window_h": s("window H", window[1], 1, 16),
-            "window_w": s("window W", window[2], 1, 16),
+            **grid_sliders(grid, window, token, max_grid=(16, 24, 24)),
             "shifted": widgets.Checkbox(value=shifted, description="shift by window // 2 (odd Swin block)"),
-            "token_d": s("token d", token[0], 0, grid[0] - 1),
-            "token_h": s("token h", token[1], 0, grid[1] - 1),
-            "token_w": s("token w", token[2], 0, grid[2] - 1),
         }
+        grid_row, window_row, token_row = GRID_ROWS
         self._geometry_key = None
-        super().__init__(
-            controls,
-            [
-                ["grid_d", "grid_h", "grid_w", "shifted"],
-                ["window_d", "window_h", "window_w"],
-                ["token_d", "token_h", "token_w"],
-            ],
-            figsize=(12, 4.2),
-        )
+        super().__init__(controls, [[*grid_row, "shifted"], window_row, token_row], figsize=(12, 4.2))
 
     def follow(self, name: str, value) -> None:
-        if name.startswith("grid_"):  # the token sliders follow the grid
-            set_slider_range(self.controls[f"token_{name[-1]}"], 0, value - 1)
+        follow_grid(self.controls, name, value)
 
     def build(self, figure) -> None:
         self.ax_grid, self.ax_rolled, self.ax_mask = figure.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 0.9]})
@@ -219,8 +190,7 @@ class WindowExplorer(Explorer):
         self.mask_row = self.dynamic(self.ax_mask.add_patch(Rectangle((0, 0), 1, 1, fill=False, ec="gold", lw=2)))
 
     def _geometry(self):
-        grid = tuple(self.value(f"grid_{a}") for a in "dhw")
-        window = tuple(self.value(f"window_{a}") for a in "dhw")
+        grid, window, _ = grid_values(self.controls)
         key = (grid, window, bool(self.value("shifted")))
         if key != self._geometry_key:
             self._geometry_cache = window_geometry(grid, window, key[2])
@@ -230,7 +200,7 @@ class WindowExplorer(Explorer):
     def update(self) -> None:
         geo = self._geometry()
         grid, win, shift, padded = geo["grid"], geo["window"], geo["shift"], geo["padded"]
-        token = tuple(min(self.value(f"token_{a}"), g - 1) for a, g in zip("dhw", grid))
+        _, _, token = grid_values(self.controls)
         token_id = (token[0] * padded[1] + token[1]) * padded[2] + token[2]
         windows, mask = geo["windows"], geo["mask"]
         where = (windows == token_id).nonzero()[0]
@@ -271,7 +241,7 @@ class WindowExplorer(Explorer):
 
         # The rolled frame: position p holds the token from p + shift.
         rolled = tuple((t - s) % p for t, s, p in zip(token, shift, padded))
-        roll = lambda x: cyclic_shift(x[None, ..., None], shift)[0, ..., 0]  # noqa: E731
+        roll = lambda x: cyclic_shift(x[None, ..., None], shift)[0, ..., 0]
         self.rolled_image.set_data(geo["regions_rolled"][rolled[0]].numpy())
         self.rolled_image.set_extent(extent)
         regular = np.arange(rows * cols).reshape(rows, cols)
@@ -324,10 +294,10 @@ class WindowExplorer(Explorer):
             + (f"; {n_pad_allowed} of them are zero padding" if n_pad_allowed else "")
             + "."
         )
-        self.state["text"] = text
-        self.info.value = f"<span style='font-size:12px'>{text}</span>"
+        self.show_info(text)
 
 
+@register(WindowExplorer)
 def window_explorer(grid=(4, 8, 8), window=(2, 4, 4), token=(1, 7, 7), shifted: bool = True) -> WindowExplorer:
     """Windows, shift, regions and the attention mask of a picked token on a 3D token grid.
 

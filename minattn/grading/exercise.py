@@ -226,11 +226,6 @@ def random_mask(g: torch.Generator, shape, device, blocked_rows: Iterable[int] =
     return mask.to(device)
 
 
-def triple(value) -> tuple[int, ...]:
-    """An int or a 3-sequence as a 3-tuple."""
-    return (value,) * 3 if isinstance(value, int) else tuple(value)
-
-
 def number_variant(fn):
     """Bug variants of a number-valued exercise: ``fn(*args, **kwargs)`` gives the wrong number."""
 

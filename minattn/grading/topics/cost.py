@@ -17,6 +17,7 @@ from torch import nn
 from ... import cost
 from ...memory import GIB
 from ...patches import PatchEmbed, patchify
+from ...sizes import as_triple
 from ..exercise import (
     Bug,
     Case,
@@ -26,7 +27,6 @@ from ..exercise import (
     ValueExercise,
     WrongAnswer,
     number_variant,
-    triple,
 )
 
 # ----------------------------------------------------------------------------- cases
@@ -79,11 +79,11 @@ def windowed_attention_scores_cases(device):
 
 
 def _patch_volume(patch):
-    return math.prod(triple(patch))
+    return math.prod(as_triple(patch))
 
 
 def _patch_area(patch, c, e):
-    p = triple(patch)
+    p = as_triple(patch)
     return e * (p[0] * p[1] * c + 1)
 
 
@@ -109,7 +109,7 @@ def _windows_variant(formula, count=None):
 
     def variants(case):
         shape, window = case.args
-        w = triple(window)
+        w = as_triple(window)
         yield formula(math.prod(count(s, x) for s, x in zip(shape, w)), math.prod(w)), {}
 
     return variants

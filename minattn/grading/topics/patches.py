@@ -12,6 +12,7 @@ from einops import rearrange
 from torch import nn
 
 from ...patches import PatchEmbed, patchify, unpatchify
+from ...sizes import as_triple
 from ..exercise import (
     F32,
     F64,
@@ -24,7 +25,6 @@ from ..exercise import (
     arange,
     axes_text,
     randn,
-    triple,
 )
 
 # ----------------------------------------------------------------------------- cases
@@ -46,7 +46,7 @@ def _dtype_name(dtype) -> str:
 
 
 def _grid(shape, patch) -> tuple[int, ...]:
-    return tuple(s // p for s, p in zip(shape[2:], triple(patch)))
+    return tuple(s // p for s, p in zip(shape[2:], as_triple(patch)))
 
 
 def _volume_label(kind, shape, patch, dtype) -> str:
@@ -112,7 +112,7 @@ def _patch_pattern(order=("d", "h", "w"), inner=("c", "p", "q", "r"), strided=Fa
 
 
 def _patch_sizes(patch) -> dict:
-    return dict(zip(("p", "q", "r"), triple(patch)))
+    return dict(zip(("p", "q", "r"), as_triple(patch)))
 
 
 def _patchify_variants(kind):
@@ -124,7 +124,7 @@ def _patchify_variants(kind):
             yield rearrange(x, f"{image} -> {tokens}", **sizes), detail
         if kind == "no_permute":
             b = x.shape[0]
-            n = math.prod(s // p for s, p in zip(x.shape[2:], triple(patch)))
+            n = math.prod(s // p for s, p in zip(x.shape[2:], as_triple(patch)))
             yield x.reshape(b, n, -1), {}
 
     return variants
@@ -139,7 +139,7 @@ def _unpatchify_variants(kind):
             yield rearrange(tokens, f"{flat} -> {image}", **sizes), detail
         if kind == "no_permute":
             b = tokens.shape[0]
-            p = triple(patch)
+            p = as_triple(patch)
             c = tokens.shape[2] // math.prod(p)
             yield tokens.reshape(b, c, *(g * s for g, s in zip(grid, p))), {}
 

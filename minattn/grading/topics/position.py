@@ -18,6 +18,7 @@ import torch
 
 from ...multihead import MultiHeadAttention
 from ...position import RelativePositionBias, monai_sliced_index, relative_position_index
+from ...sizes import as_triple
 from ...window_attention import WindowAttention
 from ..exercise import (
     F32,
@@ -33,7 +34,6 @@ from ..exercise import (
     case_dtype,
     graders_own,
     randn,
-    triple,
 )
 
 _MONAI_WINDOW_ATTENTION = "monai.networks.nets.swin_unetr:WindowAttention"
@@ -207,8 +207,8 @@ def relative_position_index_cases(device):
 
 
 def _rpi(window_size, table_window_size=None, device=None, sign=1, strides="offsets", shift=True):
-    window = triple(window_size)
-    table = window if table_window_size is None else triple(table_window_size)
+    window = as_triple(window_size)
+    table = window if table_window_size is None else as_triple(table_window_size)
     axes = [torch.arange(w, device=device) for w in window]
     coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
     offsets = sign * (coords[:, None, :] - coords[None, :, :])
@@ -239,8 +239,8 @@ def _rpi_table_ignored(case):
 def _rpi_sliced(case):
     table = case.kwargs.get("table_window_size")
     if table is not None:
-        n = math.prod(triple(case.args[0]))
-        yield monai_sliced_index(n, triple(table), device=case.kwargs.get("device")), {}
+        n = math.prod(as_triple(case.args[0]))
+        yield monai_sliced_index(n, as_triple(table), device=case.kwargs.get("device")), {}
 
 
 POSITION_BUGS = [

@@ -21,6 +21,7 @@ from einops import rearrange
 
 from ... import cost
 from ...receptive_field import layers_to_cover, propagate, receptive_field, receptive_field_growth
+from ...sizes import as_triple
 from ...windows import cyclic_shift, region_ids, shifted_window_mask, window_partition, window_reverse
 from ..exercise import (
     F32,
@@ -38,14 +39,13 @@ from ..exercise import (
     graders_own,
     number_variant,
     randn,
-    triple,
 )
 
 # ----------------------------------------------------------------------------- cases
 
 
 def _windows_per_axis(spatial, window) -> str:
-    return " x ".join(str(s // w) for s, w in zip(spatial, triple(window)))
+    return " x ".join(str(s // w) for s, w in zip(spatial, as_triple(window)))
 
 
 # (grid (B, D, H, W, C), window, dtype, arange or random): windows per axis all different, batch and channels > 1,
@@ -145,7 +145,7 @@ def windows_with_blocked_pairs_cases(device):
     out = []
     for grid, window, shift in _BLOCKED_GRIDS:
         note = " (the lesson's example)" if grid == (8, 8, 8) else ""
-        note = " (no shift at all)" if not any(triple(shift)) else note
+        note = " (no shift at all)" if not any(as_triple(shift)) else note
         out.append(
             Case(
                 f"grid {grid}, window {window}, shift {shift}: {_windows_per_axis(grid, window)} windows{note}",
@@ -204,7 +204,7 @@ def _window_pattern(order, inner, strided):
 
 
 def _window_sizes(window) -> dict:
-    return dict(zip(_WINDOW_AXES, triple(window)))
+    return dict(zip(_WINDOW_AXES, as_triple(window)))
 
 
 def _partition_variants(kind):
@@ -221,13 +221,13 @@ def _partition_layouts(x, window, kind):
         grid, flat = _window_pattern(order, inner, strided)
         yield rearrange(x, f"{grid} -> {flat}", **sizes), detail
     if kind == "no_permute":
-        yield x.reshape(-1, math.prod(triple(window)), x.shape[-1]), {}
+        yield x.reshape(-1, math.prod(as_triple(window)), x.shape[-1]), {}
 
 
 def _reverse_variants(kind):
     def variants(case):
         windows, window, spatial = case.args
-        w = triple(window)
+        w = as_triple(window)
         sizes = _window_sizes(window) | dict(zip(GRID_AXES, (s // x for s, x in zip(spatial, w))))
         for order, inner, strided, detail in _window_layouts(kind):
             grid, flat = _window_pattern(order, inner, strided)
@@ -293,29 +293,25 @@ REVERSE_BUGS = _window_bugs(_reverse_variants, reverse=True)
 # ----------------------------------------------------------------------------- cyclic shift
 
 
-def _shift_tuple(shift, ndim=3):
-    return (shift,) * ndim if isinstance(shift, int) else tuple(shift)
-
-
 def _roll_plus(case):
     x, shift = case.args
-    yield torch.roll(x, shifts=_shift_tuple(shift), dims=(1, 2, 3)), {}
+    yield torch.roll(x, shifts=as_triple(shift), dims=(1, 2, 3)), {}
 
 
 def _roll_axes_reversed(case):
     x, shift = case.args
-    yield torch.roll(x, shifts=tuple(-s for s in _shift_tuple(shift)), dims=(3, 2, 1)), {}
+    yield torch.roll(x, shifts=tuple(-s for s in as_triple(shift)), dims=(3, 2, 1)), {}
 
 
 def _roll_one_shift(case):
     x, shift = case.args
-    for s in dict.fromkeys(_shift_tuple(shift)):
+    for s in dict.fromkeys(as_triple(shift)):
         yield torch.roll(x, shifts=(-s, -s, -s), dims=(1, 2, 3)), {"shift": s}
 
 
 def _roll_wrong_dims(case):
     x, shift = case.args
-    s = tuple(-v for v in _shift_tuple(shift))
+    s = tuple(-v for v in as_triple(shift))
     for dims in ((0, 1, 2), (2, 3, 4)):
         yield torch.roll(x, shifts=s, dims=dims), {"dims": dims}
     for dims in ((0, 1, 2), (2, 3, 4)):
@@ -358,7 +354,7 @@ SHIFT_BUGS = [
 
 def _mask_args(case):
     spatial, window, shift = case.args
-    return tuple(spatial), triple(window), triple(shift), case.kwargs.get("device")
+    return tuple(spatial), as_triple(window), as_triple(shift), case.kwargs.get("device")
 
 
 def _mask_from_labels(labels, window):
@@ -475,10 +471,10 @@ def _mask_of(case):
 
 
 def _blocked_corner_only(spatial_shape, window_size, shift):
-    shifts = triple(shift)
+    shifts = as_triple(shift)
     if not any(shifts):
         return 0
-    counts = [s // w for s, w in zip(spatial_shape, triple(window_size))]
+    counts = [s // w for s, w in zip(spatial_shape, as_triple(window_size))]
     return math.prod(1 if s else n for s, n in zip(shifts, counts))
 
 
@@ -533,7 +529,7 @@ def _layers_until_covered(grid: tuple, window: tuple, token: tuple, max_layers: 
 
 
 def _reach_all(grid_shape, window_size, token) -> int:
-    return _layers_until_covered(tuple(grid_shape), triple(window_size), tuple(int(t) for t in token))
+    return _layers_until_covered(tuple(grid_shape), as_triple(window_size), tuple(int(t) for t in token))
 
 
 def layers_to_reach_all(grid_shape, window_size, token) -> int:
