@@ -16,15 +16,6 @@ from minattn.metrics import binary_accuracy, mean_sd, roc_auc
 # Threads ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def two_threads():
-    """Start from two threads (so that one is a change), and put the original count back afterwards."""
-    original = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield 2
-    torch.set_num_threads(original)
-
-
 def test_single_thread_sets_one_and_restores(two_threads):
     with single_thread():
         assert torch.get_num_threads() == 1

@@ -139,7 +139,7 @@ def test_training_is_deterministic():
 # Explorer --------------------------------------------------------------------------------------
 
 
-def test_explorer_shows_the_weights_of_the_chosen_model(trained):
+def test_explorer_shows_the_weights_of_the_chosen_model(trained, two_threads):
     models, test, results = trained
     threads = torch.get_num_threads()
     explorer = mil_explorer({"plain": models["attention"], "gated": models["gated"]}, test.subset(slice(0, 24)))

@@ -81,7 +81,7 @@ def test_the_picture_shown_is_the_one_drawn_even_when_an_artist_is_called_image(
         (relative_bias_explorer, "query_row", [0, 4]),
     ],
 )
-def test_explorers_are_widgets_that_update_in_place(make, name, values):
+def test_explorers_are_widgets_that_update_in_place(make, name, values, two_threads):
     threads = torch.get_num_threads()
     explorer = make()
     assert isinstance(explorer, widgets.VBox) and explorer.state["error"] is None

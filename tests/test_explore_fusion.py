@@ -26,7 +26,7 @@ def trained():
     return model, test
 
 
-def test_fusion_explorer_shows_the_models_maps_and_probabilities(trained):
+def test_fusion_explorer_shows_the_models_maps_and_probabilities(trained, two_threads):
     model, test = trained
     threads = torch.get_num_threads()
     maps = fu.query_maps(model, test)  # (n, 4, 6, 6)

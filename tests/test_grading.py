@@ -466,7 +466,7 @@ def test_under_nbgrader_a_check_that_does_not_pass_raises(monkeypatch):
     assert check("softmax", None).status == "not attempted"
 
 
-def test_an_unfinished_helper_is_named():
+def test_an_unfinished_helper_is_named(two_threads):
     def helper(x):
         # YOUR CODE HERE
         raise NotImplementedError()
