@@ -31,6 +31,7 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".minattn-installed"  # newer than pyproject.toml: the project's requirements are installed
 DEFAULT_TORCH = "torch==2.13.0"
 FIRST_LESSON = "course/00-start-here.ipynb"
+LAB_SETTINGS = ROOT / ".jupyter" / "lab" / "settings"  # JupyterLab settings defaults for the course
 COMMANDS = ("lab", "test", "setup", "doctor")
 
 
@@ -82,15 +83,23 @@ def ensure_installed() -> None:
         STAMP.touch()
 
 
-def lab(arguments: list[str]) -> None:
+def lab_command(arguments: list[str]) -> list[str]:
+    """The JupyterLab command line that ``course.py lab`` runs, ``arguments`` appended."""
     # The whole project is the server's root (so the lessons' links to exercises/ work); the first
     # lesson is the page it opens. Given as a file argument instead, it would make course/ the root.
+    # The project's settings defaults (LAB_SETTINGS/overrides.json) turn off the first-run news question,
+    # whose pop-up would otherwise cover the explorers' readouts in lesson 00; a learner's own settings still win.
     command = [
         str(PYTHON), "-m", "jupyterlab", f"--ServerApp.root_dir={ROOT}", f"--LabApp.default_url=/lab/tree/{FIRST_LESSON}",
-        *arguments,
+        f"--LabApp.app_settings_dir={LAB_SETTINGS}", *arguments,
     ]  # fmt: skip
     if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in arguments:
         command.append("--allow-root")  # in a container one is often root, which JupyterLab refuses by default
+    return command
+
+
+def lab(arguments: list[str]) -> None:
+    command = lab_command(arguments)
     say("opening the course in JupyterLab (stop it with Ctrl+C)")
     raise SystemExit(subprocess.run(command, cwd=ROOT).returncode)
 

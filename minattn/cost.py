@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from ._validate import as_size_tuple, check_divisible, check_int, spatial_ndim
+from ._validate import as_size_tuple, ceil_div, check_divisible, check_int, spatial_ndim
 
 
 def _spatial(shape) -> tuple[int, ...]:
@@ -69,7 +69,7 @@ def windowed_attention_scores(shape, window) -> int:
     """
     spatial = _spatial(shape)
     window_t = as_size_tuple(window, len(spatial), "window")
-    num_windows = math.prod(-(-s // w) for s, w in zip(spatial, window_t))
+    num_windows = math.prod(ceil_div(s, w) for s, w in zip(spatial, window_t))
     return num_windows * math.prod(window_t) ** 2
 
 

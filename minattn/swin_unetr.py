@@ -47,7 +47,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ._validate import as_size_tuple
+from ._validate import as_size_tuple, ceil_div
 from .patches import PatchEmbed
 from .swin import PatchMerging, SwinStage
 from .window_attention import WindowAttention
@@ -296,7 +296,7 @@ class SwinUNETR(nn.Module):
             raise ValueError(f"x must have {self.in_channels} channels at dim 1, {layout}; received {tuple(x.shape)}")
         spatial = tuple(x.shape[2:])
         if any(s % INPUT_MULTIPLE for s in spatial):
-            padded = tuple(-(-s // INPUT_MULTIPLE) * INPUT_MULTIPLE for s in spatial)
+            padded = tuple(ceil_div(s, INPUT_MULTIPLE) * INPUT_MULTIPLE for s in spatial)
             raise ValueError(
                 f"every spatial extent must be a multiple of {INPUT_MULTIPLE} (a 2x patch, then four 2x mergings); "
                 f"received {spatial}: crop or pad the input, e.g. to {padded}"

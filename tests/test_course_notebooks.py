@@ -14,7 +14,9 @@ LESSONS = sorted((ROOT / "course").glob("[0-9][0-9]-*.ipynb"))
 
 def test_committed_exercises_are_what_the_generator_writes():
     problems = generate(ROOT / "solutions", ROOT / "exercises", check=True)
-    assert not problems, "exercises/ is stale; run `python -m minattn.grading.generate`:\n" + "\n".join(map(str, problems))
+    assert not problems, "exercises/ is stale; run `python -m minattn.grading.generate`:\n" + "\n".join(
+        map(str, problems)
+    )
 
 
 @pytest.mark.parametrize("solution", sorted((ROOT / "solutions").glob("*.ipynb")), ids=lambda p: p.stem)
@@ -80,3 +82,55 @@ def test_every_exercise_is_used_by_a_notebook():
         for cell in _check_cells(exercise):
             used.add(ast.parse(cell.source).body[0].value.args[0].value)
     assert used == set(known_names())
+
+
+GLOSSARY = ROOT / "course" / "glossary.md"
+OPENING = re.compile(
+    r"^\*\*Prerequisites:\*\* .+ · \*\*Time:\*\* about \d+ min · \*\*Difficulty:\*\* (introductory|intermediate|advanced)$",
+    re.MULTILINE,
+)
+STARS = ("★☆☆", "★★☆", "★★★")
+
+
+def _markdown(notebook) -> str:
+    return "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "markdown")
+
+
+def test_glossary_defines_terms_and_lists_every_cited_reference():
+    text = GLOSSARY.read_text(encoding="utf-8")
+    glossary, references = text.split("\n## References\n")
+    terms = re.findall(r"^\*\*(.+?)\*\* \(lessons? (\d\d)\)\. (\S.*)$", glossary, re.MULTILINE)
+    assert len(terms) >= 20 and all(definition.strip() for _, _, definition in terms)
+    assert {"Token", "Patch", "Window", "Region", "Shift", "Head", "Bias table", "Rollout", "Bag"} <= {
+        t for t, _, _ in terms
+    }
+    for term, lesson, _ in terms:
+        assert any((ROOT / "course").glob(f"{lesson}-*.ipynb")), f"{term}: no lesson {lesson}"
+    listed = re.findall(r'^- <a id="([a-z]+\d{4})"></a>([^()]+?)\((\d{4})\)\.\s', references, re.MULTILINE)
+    keys = {key for key, _, _ in listed}
+    assert len(keys) == len(listed) >= 11
+    assert all(key.endswith(year) for key, _, year in listed)  # the key names the year the entry gives
+    cited = set()
+    for lesson in LESSONS:
+        for key in re.findall(r"\]\(glossary\.md#([^)]+)\)", _markdown(lesson)):
+            assert key in keys, f"{lesson.name} cites {key}, which the reference list lacks"
+            cited.add(key)
+    assert cited == keys, f"listed but cited nowhere: {sorted(keys - cited)}"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
+def test_lesson_opens_with_prerequisites_time_and_difficulty(lesson):
+    first = nbformat.read(lesson, as_version=4).cells[0].source
+    assert OPENING.search(first), f"{lesson.name}: the opening line is missing or differs in format"
+
+
+@pytest.mark.parametrize("folder", ["solutions", "exercises"])
+def test_every_exercise_heading_marks_its_difficulty(folder):
+    for notebook in sorted((ROOT / folder).glob("[0-9][0-9]-*.ipynb")):
+        text = _markdown(notebook)
+        headings = re.findall(r"^### (?:Exercise|Concept check) .*$", text, re.MULTILINE)
+        assert headings, notebook.name
+        for heading in headings:
+            mark = re.search(r"\((\d) points?\) · Difficulty: (\S+)$", heading)
+            assert mark and mark.group(2) in STARS, f"{notebook.name}: {heading}"
+        assert "**Difficulty.**" in text and all(stars in text for stars in STARS)  # the legend explains the marks

@@ -23,32 +23,40 @@ def bare_python(tmp_path_factory) -> Path:
     return python
 
 
-def first_code_cell(path: Path) -> str:
+def first_code_cell(path: Path) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
-    return next(cell.source for cell in nb.cells if cell.cell_type == "code")
+    return next(cell for cell in nb.cells if cell.cell_type == "code")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS])
 def test_first_cell_explains_a_kernel_without_minattn(bare_python, path):
-    run = subprocess.run([bare_python, "-c", first_code_cell(path)], capture_output=True, text=True, cwd=path.parent)
-    said = run.stdout + run.stderr
-    assert "python3 course.py lab" in said and '%pip install -e "..[course]"' in said, said
-    assert str(bare_python) in said  # names the Python the kernel runs, so the learner sees which one is wrong
-    if path.stem.startswith("00") and path.parent.name == "course":
-        assert run.returncode == 0 and "cannot import minattn" in run.stdout  # lesson 00 reports, never raises
-    else:
-        assert run.returncode != 0 and "ModuleNotFoundError: this notebook's kernel runs" in run.stderr
+    source = first_code_cell(path).source
+    run = subprocess.run([bare_python, "-c", source], capture_output=True, text=True, cwd=path.parent)
+    assert run.returncode != 0, "the check stops Run All before the first `import minattn` fails"
+    assert run.stderr.startswith("This notebook's kernel runs") and "cannot import minattn" in run.stderr, run.stderr
+    assert "python3 course.py lab" in run.stderr and '%pip install -e "..[course]"' in run.stderr, run.stderr
+    assert str(bare_python) in run.stderr  # names the Python the kernel runs, so the learner sees which one is wrong
 
 
-GUARDED = [p for p in NOTEBOOKS if not (p.stem.startswith("00") and p.parent.name == "course")]
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS])
+def test_the_check_is_one_collapsed_line(path):
+    cell = first_code_cell(path)
+    assert "\n" not in cell.source.strip() and 'find_spec("minattn")' in cell.source
+    assert cell.metadata.get("jupyter", {}).get("source_hidden") is True  # JupyterLab shows it folded
+    assert "nbval-ignore-output" in cell.metadata.get("tags", [])
 
 
 def test_the_check_is_silent_when_minattn_is_there():
-    for path in GUARDED:
-        run = subprocess.run(
-            [sys.executable, "-c", first_code_cell(path)], capture_output=True, text=True, cwd=path.parent
-        )
+    for path in NOTEBOOKS:
+        source = first_code_cell(path).source
+        run = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, cwd=path.parent)
         assert run.returncode == 0 and run.stdout == "" and run.stderr == "", f"{path}: {run.stderr}"
+
+
+def test_lesson_00_runs_the_doctor_right_after_the_check():
+    nb = nbformat.read(ROOT / "course" / "00-start-here.ipynb", as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert "find_spec" in code[0].source and "minattn.doctor" in code[1].source
 
 
 def test_the_package_without_torch_says_what_to_do():

@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 
 from .. import cost
-from .._validate import as_size_tuple
+from .._validate import as_size_tuple, ceil_div
 from ..receptive_field import default_max_layers, propagate, receptive_field_growth
 from ..windows import WindowLayout, swin_shifts
 
@@ -70,7 +70,7 @@ def _positive_int(value, name: str, allow_zero: bool = False) -> int:
 
 def merged_grid(grid_shape) -> tuple[int, ...]:
     """Token grid after one patch merge: every extent halved, rounded up (an odd extent is padded)."""
-    return tuple(-(-g // 2) for g in _grid(grid_shape))
+    return tuple(ceil_div(g, 2) for g in _grid(grid_shape))
 
 
 def merged_token(token: Sequence[int]) -> tuple[int, ...]:

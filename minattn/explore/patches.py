@@ -19,6 +19,7 @@ import torch
 from matplotlib.collections import LineCollection
 from matplotlib.patches import Rectangle
 
+from .._validate import ceil_div
 from ..cost import num_tokens, patch_embed_params
 from ..patches import patchify
 from ..windows import pad_to_windows
@@ -96,7 +97,7 @@ class PatchExplorer(Explorer):
         p, fit = self.value("patch"), self.value("fit")
         shape = tuple(self.volume.shape)
         if fit == "pad":
-            return tuple(-(-s // p) * p for s in shape)
+            return tuple(ceil_div(s, p) * p for s in shape)
         if fit == "crop":
             if any(s < p for s in shape):
                 raise ExplorerError(f"patch {p} is larger than the volume {shape}: nothing is left after cropping")
