@@ -1,0 +1,250 @@
+"""Train :class:`~minattn.SwinUNETR` to segment brain tissue, on one process or many (``torchrun``).
+
+    python -m minattn.apps.segmentation --epochs 20 --seed 0 --out ckpt.pt
+    torchrun --nproc_per_node=2 -m minattn.apps.segmentation --epochs 20 --seed 0 --out ckpt.pt
+
+The data are :mod:`minattn.apps.anatomy`'s: augmented crops of the left hemisphere to train on, the
+mirrored right hemisphere to test on. The loss is MONAI's ``DiceCELoss``; the test score is MONAI's
+``DiceMetric`` per tissue class on the whole held-out hemisphere, predicted with
+``sliding_window_inference``.
+
+Started by ``torchrun`` (``WORLD_SIZE`` > 1), the model is wrapped in ``DistributedDataParallel``
+(NCCL on GPUs, Gloo on CPUs) and a ``DistributedSampler`` hands every rank its share of each global
+batch of ``--batch-size`` x world-size samples. Each rank's loss is the mean over its samples and DDP
+averages the gradients, so the update is the one a single process makes on the whole global batch; since
+a crop depends only on ``(seed, epoch, sample index)``, both draw the same crops and reach the same
+weights, up to rounding: splitting a batch changes the order of floating-point sums, by about 1e-4 of a
+gradient's size. SGD passes that on unchanged (``--optimiser sgd``); AdamW divides each gradient by its
+own running size, so on a weight whose gradient is nearly zero its first steps can differ by a whole
+learning rate. Only rank 0 validates, draws the progress bar and writes the checkpoint.
+
+This module keeps its own loop rather than :func:`~minattn.apps.training.fit`: that loop orders the
+samples itself, while here the ``DistributedSampler`` must, and the ranks must meet for validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from ..swin_unetr import SwinUNETR
+from . import anatomy
+
+__all__ = ["build_model", "evaluate", "main", "train"]
+
+NUM_CLASSES = len(anatomy.CLASS_NAMES)
+
+
+def build_model(tiny: bool = False) -> SwinUNETR:
+    """A one-channel, four-class :class:`~minattn.SwinUNETR`; ``tiny`` makes it small enough for tests."""
+    if tiny:
+        return SwinUNETR(1, NUM_CLASSES, feature_size=12, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4))
+    return SwinUNETR(1, NUM_CLASSES, feature_size=12, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24))
+
+
+def evaluate(model, image: torch.Tensor, labels: torch.Tensor, roi: tuple, autocast=None) -> torch.Tensor:
+    """Dice of each tissue class on one whole volume, predicted window by window.
+
+    Args:
+        model: channels-first network, ``(B, 1, d, h, w)`` -> ``(B, 4, d, h, w)`` logits.
+        image: float ``(D, H, W)``.
+        labels: long ``(D, H, W)``, values 0..3.
+        roi: ``(d, h, w)`` window of ``sliding_window_inference``.
+        autocast: a context manager factory to predict under (None: full precision).
+
+    Returns:
+        float ``(3,)``: Dice of grey matter, white matter and csf / other (background left out).
+    """
+    from monai.inferers import sliding_window_inference
+    from monai.metrics import DiceMetric
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), autocast() if autocast else contextlib.nullcontext():
+        logits = sliding_window_inference(image[None, None].to(device), roi, 4, model, overlap=0.25)
+    model.train(was_training)
+    prediction = torch.as_tensor(logits).float().argmax(1)
+    one_hot = torch.nn.functional.one_hot
+    metric = DiceMetric(include_background=False, reduction="mean_batch")
+    metric(
+        one_hot(prediction, NUM_CLASSES).movedim(-1, 1).float(),
+        one_hot(labels[None].to(device), NUM_CLASSES).movedim(-1, 1).float(),
+    )
+    return torch.as_tensor(metric.aggregate()).as_subclass(torch.Tensor).cpu()
+
+
+def _distributed() -> tuple:
+    """(rank, world size, device), after joining the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Train as ``args`` say (see :func:`main`); return the record: per-step losses and validation Dice.
+
+    With ``args.dump_params`` every rank writes its parameters to ``<dump_params>/rank<r>.pt``.
+    """
+    rank, world, device = _distributed()
+    if args.data and Path(args.data).exists():  # the halves saved earlier: skips nilearn's resampling
+        data = anatomy.Hemispheres(**torch.load(args.data))
+    else:
+        data = anatomy.hemispheres(args.resolution)
+    transform = anatomy.augmentation(args.crop)
+    torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+    model = build_model(args.tiny).to(device)
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    from monai.losses import DiceCELoss
+
+    loss_function = DiceCELoss(softmax=True, to_onehot_y=True)
+    if args.optimiser == "sgd":
+        optimiser = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
+    else:
+        optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-5)
+    sampler = torch.utils.data.DistributedSampler(
+        range(args.samples_per_epoch), num_replicas=world, rank=rank, shuffle=True, seed=args.seed, drop_last=True
+    )
+    steps_per_epoch = len(sampler) // args.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"--samples-per-epoch {args.samples_per_epoch} is less than one global batch of "
+            f"{args.batch_size} x {world} processes"
+        )
+    total = steps_per_epoch * args.epochs if args.steps is None else min(args.steps, steps_per_epoch * args.epochs)
+    use_bf16 = args.bf16 and device.type == "cuda"
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    record = {"losses": [], "dice": [], "world_size": world, "global_batch": args.batch_size * world}
+    bar = None
+    if rank == 0 and not args.quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="segmentation", unit="step")
+    start = time.perf_counter()
+    step = 0
+    model.train()
+    for epoch in range(args.epochs):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        for first in range(0, steps_per_epoch * args.batch_size, args.batch_size):
+            if step == total:
+                break
+            crops = [
+                anatomy.sample_crop(transform, data.train_image, data.train_labels, args.seed, epoch, i)
+                for i in order[first : first + args.batch_size]
+            ]
+            images = torch.stack([c[0] for c in crops]).to(device)
+            labels = torch.stack([c[1] for c in crops]).to(device)
+            with autocast():
+                loss = loss_function(trained(images).float(), labels)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            step += 1
+            if world > 1:  # the global batch's loss, for the record and the bar
+                loss = loss.detach().clone()
+                dist.all_reduce(loss)
+                loss /= world
+            record["losses"].append(loss.item())
+            if bar is not None:
+                shown = {"loss": f"{record['losses'][-1]:.3f}"}
+                if record["dice"]:  # the last held-out Dice, averaged over the three tissues
+                    shown["dice"] = f"{sum(record['dice'][-1]) / 3:.3f}"
+                bar.set_postfix(shown, refresh=False)
+                bar.update(1)
+        if args.validate:  # after every epoch, and after the last step
+            if rank == 0:
+                dice = evaluate(model, data.test_image, data.test_labels, args.crop, autocast)
+                record["dice"].append(dice.tolist())
+                if bar is not None:
+                    bar.set_postfix(loss=f"{record['losses'][-1]:.3f}", dice=f"{dice.mean():.3f}")
+            if world > 1:
+                dist.barrier()
+        if step == total:
+            break
+    if bar is not None:
+        bar.close()
+    record["seconds"] = time.perf_counter() - start
+    if args.dump_params:
+        Path(args.dump_params).mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {k: v.detach().cpu() for k, v in model.named_parameters()}, Path(args.dump_params) / f"rank{rank}.pt"
+        )
+    if args.out and rank == 0:
+        torch.save({"model": model.state_dict(), "args": vars(args), "record": record}, args.out)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return record
+
+
+def _crop(text: str) -> tuple:
+    sizes = tuple(int(s) for s in text.split("x"))
+    # 32^3 would leave one voxel at the bottleneck, where instance norm has nothing to normalise over
+    if len(sizes) != 3 or any(s < 32 or s % 32 for s in sizes) or max(sizes) < 64:
+        raise argparse.ArgumentTypeError(
+            f"crop must be DxHxW, each a positive multiple of 32 and one at least 64; received {text!r}"
+        )
+    return sizes
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m minattn.apps.segmentation``."""
+    p = argparse.ArgumentParser(prog="python -m minattn.apps.segmentation", description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--steps", type=int, default=None, help="stop after this many optimiser steps")
+    p.add_argument("--samples-per-epoch", type=int, default=32, help="augmented crops per epoch")
+    p.add_argument("--batch-size", type=int, default=2, help="crops per process per step")
+    p.add_argument(
+        "--crop", type=_crop, default=(64, 64, 32), help="DxHxW, multiples of 32, one at least 64 (default 64x64x32)"
+    )
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--optimiser",
+        choices=("adamw", "sgd"),
+        default="adamw",
+        help="sgd keeps one process and many within rounding of each other; AdamW's first steps do not (see docs)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resolution", type=int, default=2, choices=(1, 2), help="voxel size in mm")
+    p.add_argument("--data", default=None, help="a file of anatomy.hemispheres() saved with torch.save(asdict(...))")
+    p.add_argument("--tiny", action="store_true", help="a small model, for tests")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
+    p.add_argument("--no-validate", dest="validate", action="store_false", help="skip the held-out Dice")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", default=None, help="checkpoint path (written by rank 0)")
+    p.add_argument("--dump-params", default=None, help="folder where every rank writes its parameters")
+    return p
+
+
+def main(argv=None) -> dict:
+    """Parse ``argv`` (default: the command line) and :func:`train`."""
+    args = parser().parse_args(argv)
+    for name in ("epochs", "samples_per_epoch", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; received {getattr(args, name)}")
+    record = train(args)
+    if int(os.environ.get("RANK", "0")) == 0 and record["dice"]:
+        names = anatomy.CLASS_NAMES[1:]
+        print("held-out Dice: " + ", ".join(f"{n} {d:.3f}" for n, d in zip(names, record["dice"][-1])))
+    return record
+
+
+if __name__ == "__main__":
+    main()
