@@ -68,11 +68,17 @@ def test_two_steps_of_training_run_and_give_finite_losses(halves, tmp_path):
     assert len(record["losses"]) == 2 and all(math.isfinite(v) and v > 0 for v in record["losses"])
     assert record["world_size"] == 1 and record["global_batch"] == 2 and record["dice"] == []
     saved = torch.load(out)
-    model = seg.build_model(tiny=True)
-    model.load_state_dict(saved["model"])
+    assert all(v.dtype == torch.float16 for v in saved["model"].values() if v.is_floating_point())
+    model, loaded = seg.load_checkpoint(out)
+    assert loaded["losses"] == record["losses"] and not model.training
+    assert all(p.dtype == torch.float32 for p in model.parameters())
     torch.manual_seed(0)
     start = seg.build_model(tiny=True)
     assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), start.parameters()))  # it trained
+    baseline = seg.main([*common, "--model", "unet", "--no-validate", "--data", str(data)])
+    assert len(baseline["losses"]) == 2 and all(math.isfinite(v) for v in baseline["losses"])
+    with pytest.raises(ValueError, match="kind must be one of"):
+        seg.build_model(kind="vit")
     for bad in ("32x48x32", "32x32x32", "64x64"):
         with pytest.raises(SystemExit):
             seg.parser().parse_args(["--crop", bad])
