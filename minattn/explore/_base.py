@@ -36,6 +36,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image
 
+from ..figures import BACKGROUND
 from .registry import css_class, function_name
 from .text import Label, NumberLayer
 
@@ -84,7 +85,9 @@ class Explorer(widgets.VBox):
         self._following = False  # True while follow() moves other controls
         self.message = widgets.HTML(value="")
         self.info = widgets.HTML(value="")
-        self.figure = Figure(figsize=figsize, dpi=dpi)
+        # An opaque background of its own, whatever the learner's matplotlib style says: the PNG below
+        # keeps no alpha channel, and the page (light or dark theme) must not show through.
+        self.figure = Figure(figsize=figsize, dpi=dpi, facecolor=BACKGROUND, edgecolor=BACKGROUND)
         self.canvas = FigureCanvasAgg(self.figure)
         self._dynamic: list = []  # artists redrawn on every update (the rest is a cached background)
         self._background = None
