@@ -38,10 +38,27 @@ def test_hemispheres_are_disjoint_and_the_test_half_is_mirrored(halves):
     assert torch.equal(halves.train_image, image[..., :mid]) and torch.equal(halves.train_labels, labels[..., :mid])
     assert torch.equal(halves.test_image, image[..., mid + 1 :].flip(-1))
     assert torch.equal(halves.test_labels, labels[..., mid + 1 :].flip(-1))
-    # mirrored, the right half lines up with the left: the brain is nearly symmetric, unmirrored it is not
-    same = (halves.train_labels == halves.test_labels).float().mean()
-    unmirrored = (halves.train_labels == labels[..., mid + 1 :]).float().mean()
-    assert same > 0.9 and same > unmirrored + 0.05
+    # the template is the symmetric MNI152: mirrored, the right half IS the left one, a leak if tested on
+    assert torch.equal(halves.train_labels, halves.test_labels)
+    assert torch.allclose(halves.train_image, halves.test_image, atol=1e-6)
+    assert not torch.equal(halves.train_labels, labels[..., mid + 1 :])  # unmirrored it is not
+
+
+def test_front_back_split_leaves_a_gap_and_keeps_every_class_in_both_parts():
+    split = anatomy.front_back()
+    image, labels = load_mni152(), anatomy.tissue_labels()
+    assert split.test_image.shape == (95, 43, 99) and split.train_image.shape == (95, 66, 99)
+    assert torch.equal(split.test_image, image[:, :43]) and torch.equal(split.train_labels, labels[:, 51:])
+    assert 43 + 8 + 66 == image.shape[1]  # 8 rows (16 mm) between the parts belong to neither
+    for part in (split.train_labels, split.test_labels):
+        assert (torch.bincount(part.flatten(), minlength=4) > 0.005 * part.numel()).all()
+    assert split.test_image.shape != split.train_image.shape  # not a mirror copy: other anatomy
+    at_1mm = anatomy.front_back(1, gap_mm=16)
+    assert at_1mm.test_image.shape[1] + 16 + at_1mm.train_image.shape[1] == load_mni152(1).shape[1]
+    with pytest.raises(ValueError, match="test_share"):
+        anatomy.front_back(test_share=1.2)
+    with pytest.raises(ValueError, match="rows to train on"):
+        anatomy.front_back(test_share=0.9)
 
 
 def test_crops_are_multiples_of_32_seeded_and_keep_the_labels(halves):
@@ -59,9 +76,9 @@ def test_crops_are_multiples_of_32_seeded_and_keep_the_labels(halves):
         anatomy.sample_crop(transform, halves.train_image, halves.train_labels[:-1], 0, 0, 0)
 
 
-def test_two_steps_of_training_run_and_give_finite_losses(halves, tmp_path):
-    data = tmp_path / "halves.pt"
-    torch.save(dataclasses.asdict(halves), data)
+def test_two_steps_of_training_run_and_give_finite_losses(tmp_path):
+    data = tmp_path / "split.pt"
+    torch.save(dataclasses.asdict(anatomy.front_back()), data)
     out = tmp_path / "ckpt.pt"
     common = ["--tiny", "--steps", "2", "--crop", "32x64x32", "--samples-per-epoch", "4", "--quiet"]
     record = seg.main([*common, "--batch-size", "2", "--no-validate", "--data", str(data), "--out", str(out)])

@@ -19,7 +19,7 @@ ARGS += ["--optimiser", "sgd", "--lr", "0.01", "--no-validate", "--quiet"]
 
 def test_two_ranks_agree_with_each_other_and_with_one_process(tmp_path):
     data = tmp_path / "halves.pt"
-    torch.save(dataclasses.asdict(anatomy.hemispheres()), data)
+    torch.save(dataclasses.asdict(anatomy.front_back()), data)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("PYTEST_XDIST_WORKER", None)
     torchrun = Path(sys.executable).with_name("torchrun")

@@ -9,11 +9,15 @@ so there is no scalp or skull to label; the four classes are
     2 white matter   inside the mask, where white matter is the most probable tissue
     3 csf / other    inside the mask, where neither is: mostly cerebrospinal fluid (ventricles, sulci)
 
-One volume is split into two disjoint halves: training sees the left hemisphere, testing the right one,
-mirrored so that it looks like a left one. Random crops with flips, intensity and contrast jitter and a
-small affine change (:func:`augmentation`) make one hemisphere enough to train on. Every crop is drawn
-from a generator seeded with ``(seed, epoch, index)`` only, so the same sample is the same crop however
-many processes share the work.
+One volume must give both the training and the test data, so it is cut in two along ``H`` (front to
+back): :func:`front_back` tests on the front of the brain (the frontal lobes) and trains on the rest,
+with a gap of 16 mm between them so that no test voxel has a training voxel as a near neighbour. The
+obvious cut, left hemisphere against right (:func:`hemispheres`), is a leak: nilearn's template is the
+*symmetric* MNI152, so the mirrored right hemisphere is a copy of the left one, voxel for voxel, and a
+model tested on it is tested on its training data. Random crops with flips, intensity and contrast
+jitter and a small affine change (:func:`augmentation`) make one part of one brain enough to train on.
+Every crop is drawn from a generator seeded with ``(seed, epoch, index)`` only, so the same sample is
+the same crop however many processes share the work.
 """
 
 from __future__ import annotations
@@ -25,7 +29,16 @@ import torch
 
 from ..data import load_mni152
 
-__all__ = ["CLASS_NAMES", "Hemispheres", "augmentation", "hemispheres", "sample_crop", "tissue_labels"]
+__all__ = [
+    "CLASS_NAMES",
+    "Hemispheres",
+    "Split",
+    "augmentation",
+    "front_back",
+    "hemispheres",
+    "sample_crop",
+    "tissue_labels",
+]
 
 CLASS_NAMES = ("background", "grey matter", "white matter", "csf / other")
 
@@ -63,26 +76,73 @@ def tissue_labels(resolution: int = 2) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Hemispheres:
-    """The template cut at the midline into a training and a test half.
+class Split:
+    """The template cut into a training part and a test part that share no voxel.
 
     Attributes:
-        train_image: float ``(D, H, Wh)`` T1 of the left hemisphere, in [0, 1].
-        train_labels: long ``(D, H, Wh)``.
-        test_image: float ``(D, H, Wh)`` T1 of the right hemisphere, mirrored left-right.
-        test_labels: long ``(D, H, Wh)``, mirrored the same way.
-        midline: the ``W`` index of the midline voxel column, in neither half.
+        train_image: float ``(D, Ht, Wt)`` T1 to train on, in [0, 1].
+        train_labels: long ``(D, Ht, Wt)``.
+        test_image: float ``(D, Hs, Ws)`` T1 to test on.
+        test_labels: long ``(D, Hs, Ws)``.
     """
 
     train_image: torch.Tensor
     train_labels: torch.Tensor
     test_image: torch.Tensor
     test_labels: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Hemispheres(Split):
+    """A :class:`Split` at the midline: the left hemisphere and the mirrored right one.
+
+    ``midline`` is the ``W`` index of the midline voxel column, in neither half.
+    """
+
     midline: int
 
 
+def front_back(resolution: int = 2, test_share: float = 0.37, gap_mm: int = 16) -> Split:
+    """Test on the front of the brain, train on the back, with a gap between them.
+
+    ``H`` runs from the front of the head to the back. The first ``round(test_share * H)`` rows along
+    ``H`` are the test part, the next ``gap_mm`` millimetres belong to neither, the rest is the training
+    part: at 2 mm, test ``(95, 43, 99)`` (the frontal lobes), gap 8 rows, train ``(95, 66, 99)``.
+    Every tissue class is in both parts (grey matter 7 % of the test part, 15 % of the training part;
+    csf / other 1.0 % and 2.1 %).
+
+    Args:
+        resolution: voxel size in mm, 1 or 2.
+        test_share: the share of ``H`` to test on, in (0, 1).
+        gap_mm: the distance between the two parts, in mm.
+
+    Returns:
+        :class:`Split`.
+    """
+    if not 0 < test_share < 1:
+        raise ValueError(f"test_share must lie in (0, 1); received {test_share!r}")
+    image = load_mni152(resolution)
+    labels = tissue_labels(resolution)
+    test_rows = round(test_share * image.shape[1])
+    train_from = test_rows + -(-int(gap_mm) // resolution)
+    if image.shape[1] - train_from < 32 or test_rows < 1:
+        raise ValueError(
+            f"test_share {test_share} and gap_mm {gap_mm} leave {image.shape[1] - train_from} rows to train on "
+            f"and {test_rows} to test on; need at least 32 and 1"
+        )
+    return Split(
+        train_image=image[:, train_from:].contiguous(),
+        train_labels=labels[:, train_from:].contiguous(),
+        test_image=image[:, :test_rows].contiguous(),
+        test_labels=labels[:, :test_rows].contiguous(),
+    )
+
+
 def hemispheres(resolution: int = 2) -> Hemispheres:
-    """The left hemisphere for training and the mirrored right one for testing; no voxel is in both.
+    """The left hemisphere and the mirrored right one; no voxel is in both, yet they are the same.
+
+    Not a fair test (see the module's docstring): the template is symmetric, so the mirrored right
+    half equals the left one. Lesson 15 uses it to show the leak; training uses :func:`front_back`.
 
     ``W`` runs from the subject's left to right, and the template's midline (x = 0 mm) is the column
     ``W // 2``. It is left out, so the halves are ``[:midline]`` and ``[midline + 1:]`` flipped;

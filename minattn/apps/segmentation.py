@@ -3,9 +3,9 @@
     python -m minattn.apps.segmentation --epochs 20 --seed 0 --out ckpt.pt
     torchrun --nproc_per_node=2 -m minattn.apps.segmentation --epochs 20 --seed 0 --out ckpt.pt
 
-The data are :mod:`minattn.apps.anatomy`'s: augmented crops of the left hemisphere to train on, the
-mirrored right hemisphere to test on. The loss is MONAI's ``DiceCELoss``; the test score is MONAI's
-``DiceMetric`` per tissue class on the whole held-out hemisphere, predicted with
+The data are :mod:`minattn.apps.anatomy`'s: augmented crops of the back of the brain to train on, the
+front (the frontal lobes, 16 mm away) to test on. The loss is MONAI's ``DiceCELoss``; the test score is
+MONAI's ``DiceMetric`` per tissue class on the whole held-out front, predicted with
 ``sliding_window_inference``.
 
 Started by ``torchrun`` (``WORLD_SIZE`` > 1), the model is wrapped in ``DistributedDataParallel``
@@ -121,16 +121,19 @@ def _distributed() -> tuple:
     return rank, world, device
 
 
-def train(args: argparse.Namespace) -> dict:
+def train(args: argparse.Namespace, data: anatomy.Split | None = None) -> dict:
     """Train as ``args`` say (see :func:`main`); return the record: per-step losses and validation Dice.
 
+    ``data``: the split to use (default: ``args.data``'s file, else :func:`anatomy.front_back`).
     With ``args.dump_params`` every rank writes its parameters to ``<dump_params>/rank<r>.pt``.
     """
     rank, world, device = _distributed()
-    if args.data and Path(args.data).exists():  # the halves saved earlier: skips nilearn's resampling
-        data = anatomy.Hemispheres(**torch.load(args.data))
+    if data is not None:
+        pass
+    elif args.data and Path(args.data).exists():  # the halves saved earlier: skips nilearn's resampling
+        data = anatomy.Split(**torch.load(args.data))
     else:
-        data = anatomy.hemispheres(args.resolution)
+        data = anatomy.front_back(args.resolution)
     transform = anatomy.augmentation(args.crop)
     torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     model = build_model(args.tiny, args.model).to(device)
@@ -263,7 +266,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resolution", type=int, default=2, choices=(1, 2), help="voxel size in mm")
-    p.add_argument("--data", default=None, help="a file of anatomy.hemispheres() saved with torch.save(asdict(...))")
+    p.add_argument("--data", default=None, help="a file of anatomy.front_back() saved with torch.save(asdict(...))")
     p.add_argument("--tiny", action="store_true", help="a small model, for tests")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
     p.add_argument("--no-validate", dest="validate", action="store_false", help="skip the held-out Dice")
@@ -273,13 +276,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> dict:
-    """Parse ``argv`` (default: the command line) and :func:`train`."""
+def main(argv=None, data: anatomy.Split | None = None) -> dict:
+    """Parse ``argv`` (default: the command line) and :func:`train` (on ``data`` if given)."""
     args = parser().parse_args(argv)
     for name in ("epochs", "samples_per_epoch", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1; received {getattr(args, name)}")
-    record = train(args)
+    record = train(args, data)
     if int(os.environ.get("RANK", "0")) == 0 and record["dice"]:
         names = anatomy.CLASS_NAMES[1:]
         print("held-out Dice: " + ", ".join(f"{n} {d:.3f}" for n, d in zip(names, record["dice"][-1])))
