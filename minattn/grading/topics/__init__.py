@@ -20,6 +20,7 @@ from . import (
     mil,
     patches,
     position,
+    segmentation,
     softmax,
     swin,
     windows,
@@ -40,6 +41,7 @@ TOPICS = (
     kernel_regression,
     hopfield,
     long_range,
+    segmentation,
 )
 
 
