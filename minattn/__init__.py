@@ -32,16 +32,17 @@ except ImportError as _missing:
         raise ImportError(_HINT)
 
 else:
-    from . import cost, interop
+    from . import cost, flex_window, interop
     from ._dispatch import attention
     from .attention import scaled_dot_product_attention
     from .efficient import memory_efficient_attention
+    from .flex_window import flex_window_attention
     from .memory import AttentionMemoryError, get_memory_budget, memory_budget, set_memory_budget
     from .multihead import MultiHeadAttention, merge_heads, split_heads
     from .patches import PatchEmbed, patchify, unpatchify
     from .position import RelativePositionBias, relative_position_index, sincos_position_embedding
     from .softmax import softmax
-    from .swin import Mlp, PatchMerging, SwinBlock, SwinStage, shifted_window_attention
+    from .swin import Mlp, PatchMerging, SwinBlock, SwinStage, set_attention_backend, shifted_window_attention
     from .swin_unetr import SwinEncoder, SwinUNETR
     from .window_attention import WindowAttention
     from .windows import (
@@ -74,6 +75,8 @@ __all__ = [
     "cost",
     "cyclic_shift",
     "effective_window_and_shift",
+    "flex_window",
+    "flex_window_attention",
     "get_memory_budget",
     "interop",
     "memory_budget",
@@ -83,6 +86,7 @@ __all__ = [
     "patchify",
     "relative_position_index",
     "scaled_dot_product_attention",
+    "set_attention_backend",
     "set_memory_budget",
     "shifted_window_attention",
     "shifted_window_mask",

@@ -18,8 +18,20 @@ from einops import rearrange
 from torch import nn
 
 from ._validate import as_size_tuple, check_int, check_spatial_rank, spatial_ndim
+from .flex_window import flex_window_attention
 from .window_attention import WindowAttention
 from .windows import WindowLayout, check_shift, pad_to_windows, swin_shifts
+
+# "flex" compiles FlexAttention where torch.compile works and runs it eagerly elsewhere;
+# "flex-compiled" and "flex-eager" ask for one of the two.
+ATTENTION_BACKENDS = ("windows", "flex", "flex-compiled", "flex-eager")
+_COMPILED = {"flex": None, "flex-compiled": True, "flex-eager": False}
+
+
+def _check_attention_backend(name) -> str:
+    if name not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention_backend must be one of {ATTENTION_BACKENDS} (default 'windows'); got {name!r}")
+    return name
 
 
 class Mlp(nn.Module):
@@ -73,6 +85,19 @@ class SwinBlock(nn.Module):
         mlp_ratio: hidden width of the MLP as a multiple of C.
         qkv_bias: learn biases for q, k, v.
         fused: attention path, see :class:`WindowAttention` (None: the fused one).
+        attention_backend: ``"windows"`` (default): attend in a batch of
+            windows (:func:`shifted_window_attention`); ``"flex"``: the same
+            attention as one FlexAttention call over the whole grid
+            (:func:`minattn.flex_window.flex_window_attention`), compiled where
+            ``torch.compile`` works, eager elsewhere (``"flex-compiled"`` and
+            ``"flex-eager"`` ask for one of them). Same numbers; can be changed
+            later by setting the attribute (or :func:`set_attention_backend`).
+
+    Attributes:
+        last_backend: the route the last forward's attention took:
+            ``"windows"``, ``"flex-compiled"`` or ``"flex-eager"`` (the flex
+            backend takes the windowed path where FlexAttention has no
+            backward pass, e.g. training on CPU, or when weights are recorded).
     """
 
     def __init__(
@@ -84,8 +109,11 @@ class SwinBlock(nn.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         fused: bool | None = None,
+        attention_backend: str = "windows",
     ):
         super().__init__()
+        self.attention_backend = _check_attention_backend(attention_backend)
+        self.last_backend: str | None = None
         self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias=qkv_bias, fused=fused)
         self.window_size = self.attn.window_size
         self.shift_size = as_size_tuple(shift_size, len(self.window_size), "shift_size", allow_zero=True)
@@ -109,8 +137,17 @@ class SwinBlock(nn.Module):
                 f"x must be channels-last with {len(self.window_size)} spatial axes and {self.dim} channels, "
                 f"(B, {'D, ' if len(self.window_size) == 3 else ''}H, W, {self.dim}); received {tuple(x.shape)}"
             )
-        x = x + shifted_window_attention(self.norm1(x), self.attn, self.shift_size, mask)
+        if self.attention_backend == "windows":
+            x = x + shifted_window_attention(self.norm1(x), self.attn, self.shift_size, mask)
+            self.last_backend = "windows"
+        else:
+            attended, self.last_backend = self._flex_attention(self.norm1(x), mask)
+            x = x + attended
         return x + self.mlp(self.norm2(x))
+
+    def _flex_attention(self, x: torch.Tensor, mask: torch.Tensor | None):
+        compiled = _COMPILED[_check_attention_backend(self.attention_backend)]
+        return flex_window_attention(x, self.attn, self.shift_size, mask, compiled=compiled)
 
 
 class PatchMerging(nn.Module):
@@ -160,7 +197,7 @@ class SwinStage(nn.Module):
         downsample: None, or a module class called as
             ``downsample(dim=dim, spatial_dims=...)`` (e.g. :class:`PatchMerging`)
             applied after the blocks.
-        mlp_ratio, qkv_bias, fused: passed to every :class:`SwinBlock`.
+        mlp_ratio, qkv_bias, fused, attention_backend: passed to every :class:`SwinBlock`.
     """
 
     def __init__(
@@ -173,6 +210,7 @@ class SwinStage(nn.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         fused: bool | None = None,
+        attention_backend: str = "windows",
     ):
         super().__init__()
         depth = check_int(depth, "depth", minimum=1)
@@ -180,7 +218,8 @@ class SwinStage(nn.Module):
         window = as_size_tuple(window_size, ndim, "window_size")
         self.window_size = window
         self.blocks = nn.ModuleList(
-            SwinBlock(dim, num_heads, window, shift, mlp_ratio, qkv_bias, fused) for shift in swin_shifts(window, depth)
+            SwinBlock(dim, num_heads, window, shift, mlp_ratio, qkv_bias, fused, attention_backend)
+            for shift in swin_shifts(window, depth)
         )
         self.downsample = downsample(dim=dim, spatial_dims=ndim) if downsample is not None else None
 
@@ -189,3 +228,16 @@ class SwinStage(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.downsample(x) if self.downsample is not None else x
+
+
+def set_attention_backend(model: nn.Module, backend: str) -> nn.Module:
+    """Set ``attention_backend`` (e.g. ``"windows"`` or ``"flex"``) on every :class:`SwinBlock` inside ``model``.
+
+    Works on a block, a stage, an encoder or a whole SwinUNETR, e.g. one
+    converted with :func:`minattn.interop.from_monai`. Returns ``model``.
+    """
+    backend = _check_attention_backend(backend)
+    for module in model.modules():
+        if isinstance(module, SwinBlock):
+            module.attention_backend = backend
+    return model

@@ -121,6 +121,8 @@ class SwinEncoder(nn.Module):
         shrunk_window_index: how the position bias is indexed where a window
             shrinks to a small grid, see :class:`WindowAttention`; ``"monai"``
             copies MONAI, ``"geometric"`` uses the true offsets.
+        attention_backend: ``"windows"`` (default) or ``"flex"``, see
+            :class:`~minattn.swin.SwinBlock`.
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class SwinEncoder(nn.Module):
         use_v2: bool = False,
         use_checkpoint: bool = False,
         shrunk_window_index: str = "geometric",
+        attention_backend: str = "windows",
     ):
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -153,7 +156,16 @@ class SwinEncoder(nn.Module):
         self.patch_norm = nn.LayerNorm(feature_size) if patch_norm else None
         widths = [feature_size * 2**i for i in range(NUM_STAGES)]
         self.stages = nn.ModuleList(
-            SwinStage(width, depth, heads, window, downsample=PatchMerging, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias)
+            SwinStage(
+                width,
+                depth,
+                heads,
+                window,
+                downsample=PatchMerging,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                attention_backend=attention_backend,
+            )
             for width, depth, heads in zip(widths, depths, num_heads)
         )
         # MONAI builds these with instance norm whatever the decoder's norm_name.
@@ -203,7 +215,8 @@ class SwinUNETR(nn.Module):
         out_channels: channels of the output (e.g. one per class).
         feature_size: channels F after the patch embedding (MONAI's default 24; the paper uses 48).
         depths, num_heads, window_size, spatial_dims, mlp_ratio, qkv_bias,
-        patch_norm, use_v2, use_checkpoint, shrunk_window_index: passed to :class:`SwinEncoder`.
+        patch_norm, use_v2, use_checkpoint, shrunk_window_index, attention_backend: passed
+        to :class:`SwinEncoder`.
         norm_name: normalisation of the decoder's blocks, as MONAI names it
             (``"instance"``, ``"batch"``, ``("group", {"num_groups": 4})``, ...).
         normalize: LayerNorm the encoder's maps before the decoder.
@@ -232,6 +245,7 @@ class SwinUNETR(nn.Module):
         use_v2: bool = False,
         use_checkpoint: bool = False,
         shrunk_window_index: str = "geometric",
+        attention_backend: str = "windows",
     ):
         super().__init__()
         self.encoder = SwinEncoder(
@@ -247,6 +261,7 @@ class SwinUNETR(nn.Module):
             use_v2=use_v2,
             use_checkpoint=use_checkpoint,
             shrunk_window_index=shrunk_window_index,
+            attention_backend=attention_backend,
         )
         self.in_channels = in_channels
         self.spatial_dims = spatial_dims

@@ -79,13 +79,21 @@ class WindowAttention(nn.Module):
         """
         if window_size is None or tuple(window_size) == self.window_size:
             return self.position_bias()
+        return self.position_bias(self.bias_index(window_size))
+
+    def bias_index(self, window_size=None) -> torch.Tensor:
+        """Long ``(N, N)``: the row of ``position_bias.table`` that each (query, key) pair of a window reads.
+
+        ``window_size`` as in :meth:`bias_for`, whose bias is ``table[index]``
+        with heads moved first.
+        """
+        if window_size is None or tuple(window_size) == self.window_size:
+            return self.position_bias.index
         window = as_size_tuple(window_size, len(self.window_size), "window_size")
         device = self.position_bias.table.device
         if self.shrunk_window_index == "monai":
-            index = monai_sliced_index(math.prod(window), self.window_size, device=device)
-        else:
-            index = relative_position_index(window, table_window_size=self.window_size, device=device)
-        return self.position_bias(index)
+            return monai_sliced_index(math.prod(window), self.window_size, device=device)
+        return relative_position_index(window, table_window_size=self.window_size, device=device)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, window_size=None) -> torch.Tensor:
         """Attend within each window.

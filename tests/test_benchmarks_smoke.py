@@ -16,6 +16,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("swin_stage.py", ["--quick"], "MONAI BasicLayer"),
         ("efficient_attention.py", ["--quick"], "mea"),
         ("equivalences.py", [], "from_monai BasicLayer"),
+        ("flex_window.py", ["--quick"], "minattn flex"),
+        ("segmentation_step.py", ["--quick", "--repeats", "1"], "minattn SwinUNETR"),
     ],
 )
 def test_benchmark_runs(script, args, expect):
