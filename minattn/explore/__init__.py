@@ -18,6 +18,7 @@ every change, so it works the same under ``%matplotlib inline``, with
 returns; a new explorer registers its function there (:mod:`.registry`).
 """
 
+from .anatomy_attention import anatomy_attention_explorer
 from .attention import attention_explorer
 from .attention_maps import attention_map_explorer
 from .cost import cost_explorer
@@ -35,6 +36,7 @@ from .windows import window_explorer
 
 __all__ = [
     "EXPLORERS",
+    "anatomy_attention_explorer",
     "attention_explorer",
     "attention_map_explorer",
     "cost_explorer",
