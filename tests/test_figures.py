@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALT = "Line plot of y = x (y against x): a straight diagonal."
 
 # Notebooks (by number, in course/ and solutions/) whose figures are not converted yet. Empty this once they are.
-NOT_YET_CONVERTED = ("15",)
+NOT_YET_CONVERTED = ()
 # The solutions are executed notebooks with stored outputs too; the exercises are stored without outputs.
 NOTEBOOKS = [
     p

@@ -724,14 +724,15 @@ CONCEPT_EXERCISES = [
     # After exercise 15.5 (mirror_split).
     ChoiceExercise(
         "concept_held_out_region",
-        "why the network is scored on a separate hemisphere rather than on voxels drawn at random from the same brain",
+        "why the network is scored on a separate part of the brain rather than on voxels drawn at random from the "
+        "same brain",
         {
             "a": "neighbouring voxels are nearly copies of each other, and every training crop shows the network a "
             "voxel's surroundings: test voxels drawn at random would lie inside what it trained on, and the score "
             "would reward memory rather than generalisation",
             "b": "a random draw could miss the rare csf class, so its Dice could not be computed",
             "c": "the network predicts whole crops, so single voxels cannot be scored",
-            "d": "the right hemisphere is the harder one, which makes its score a conservative estimate",
+            "d": "the held-out part is the harder one, which makes its score a conservative estimate",
         },
         "a",
         why={
@@ -739,20 +740,20 @@ CONCEPT_EXERCISES = [
             "proportion; the class balance is not what goes wrong.",
             "c": "the network predicts every voxel of its input, and any subset of the predicted voxels can be "
             "scored; what matters is which voxels it saw while training.",
-            "d": "nothing makes one side harder; the right half is mirrored precisely so that it looks like the "
-            "left one the network trained on.",
+            "d": "nothing says the held-out part is harder; the reason is which voxels the network saw while "
+            "training, not how hard they are.",
         },
     ),
     # After the check of the two halves of the template.
     ChoiceExercise(
         "concept_symmetric_template",
-        "what it means for the test score that the mirrored right half of the template equals the left half",
+        "what a test on the mirrored right half would measure, given that it equals the left half",
         {
-            "a": "the template is symmetric (built from brains and their mirror images), so the test half is the "
-            "training half again: its Dice measures how well the network fits the anatomy it trained on, not how it "
-            "does on anatomy it has never seen; a real test needs another brain or another region",
-            "b": "nothing: the network trained on small augmented crops and never saw the whole, unchanged hemisphere, "
-            "so the test is still fair",
+            "a": "the template is symmetric (built from brains and their mirror images), so the test half would be "
+            "the training half again: its Dice would measure how well the network fits the anatomy it trained on, "
+            "not how it does on anatomy it has never seen; a real test needs another brain or another region",
+            "b": "nothing: a network trained on small augmented crops never sees the whole, unchanged hemisphere, "
+            "so the test would still be fair",
             "c": "the mirroring made the halves equal: scoring the right half without the flip would be a fair test",
             "d": "the tissue labels must be wrong: real brains are never symmetric, so equal halves reveal a bug in "
             "the labelling",
@@ -770,10 +771,11 @@ CONCEPT_EXERCISES = [
     # After exercise 15.6 (encoder_forward).
     ChoiceExercise(
         "concept_sliding_window",
-        "why the test hemisphere (95 x 117 x 49 voxels) is predicted with sliding_window_inference",
+        "why the test part, the front of the brain (95 x 43 x 99 voxels), is predicted with sliding_window_inference",
         {
             "a": "the network takes extents that are multiples of 32 and was trained on crops of one size: crops of "
-            "that size, overlapping by a quarter, cover the whole hemisphere, and where they overlap their "
+            "that size, overlapping by a quarter, cover the whole test part (padded where it is thinner than a crop), "
+            "and where they overlap their "
             "predictions are averaged",
             "b": "the Swin blocks' attention windows have to slide over the volume, and this function moves them",
             "c": "it is test-time augmentation: each crop is flipped and jittered, and the predictions are averaged",
