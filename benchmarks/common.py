@@ -40,6 +40,26 @@ def time_call(fn: Callable[[], object], device: torch.device, repeats: int = 5, 
     return statistics.median(times), max(times) - min(times)
 
 
+def inference(module: Callable, x: torch.Tensor) -> Callable[[], None]:
+    """A call that runs ``module(x)`` without gradients: what an inference timing times."""
+
+    def run():
+        with torch.no_grad():
+            module(x)
+
+    return run
+
+
+def training_step(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """A call that runs forward and backward of ``module(x)`` (a mean-square loss), from cleared gradients."""
+
+    def run():
+        module.zero_grad(set_to_none=True)
+        module(x).float().square().mean().backward()
+
+    return run
+
+
 def fmt_ms(seconds: float, spread: float) -> str:
     return f"{seconds * 1e3:.1f} ± {spread * 1e3 / 2:.1f} ms"
 

@@ -15,7 +15,7 @@ FlexAttention, for a smoke run.
 from __future__ import annotations
 
 import torch
-from common import benchmark_arguments, describe_machine, fmt_ms, markdown_table, time_call
+from common import benchmark_arguments, describe_machine, fmt_ms, inference, markdown_table, time_call, training_step
 from monai.networks.nets import swin_unetr as monai_swin
 
 import minattn
@@ -45,25 +45,11 @@ def main() -> None:
         diff_windows = (windows(x).float() - reference).abs().max().item()
         diff_flex = (flexible(x).float() - reference).abs().max().item()  # also compiles, once per grid
 
-    def inference(module):
-        def run():
-            with torch.no_grad():
-                module(x)
-
-        return run
-
-    def training_step(module):
-        def run():
-            module.zero_grad(set_to_none=True)
-            module(x).float().square().mean().backward()
-
-        return run
-
     rows = []
-    for label, make in (("inference", inference), ("training step", training_step)):
-        monai_time = time_call(make(layer), device, repeats)
-        windows_time = time_call(make(windows), device, repeats)
-        flex_time = time_call(make(flexible), device, repeats)
+    for label, timed in (("inference", inference), ("training step", training_step)):
+        monai_time = time_call(timed(layer, x), device, repeats)
+        windows_time = time_call(timed(windows, x), device, repeats)
+        flex_time = time_call(timed(flexible, x), device, repeats)
         rows.append(
             [
                 label,

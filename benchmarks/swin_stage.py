@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from monai.networks.nets import swin_unetr as monai_swin
 
-from common import benchmark_arguments, describe_machine, fmt_ms, markdown_table, time_call
+from common import benchmark_arguments, describe_machine, fmt_ms, inference, markdown_table, time_call, training_step
 from minattn.interop import from_monai
 
 
@@ -41,25 +41,13 @@ def main() -> None:
             set_fused(ours, fused)
             diffs[fused] = (ours(x).float() - reference.float()).abs().max().item()
 
-    def inference(module):
-        def run():
-            with torch.no_grad():
-                module(x)
-        return run
-
-    def training_step(module):
-        def run():
-            module.zero_grad(set_to_none=True)
-            module(x).float().square().mean().backward()
-        return run
-
     rows = []
-    for label, make in (("inference", inference), ("training step", training_step)):
-        monai_time = time_call(make(layer), device, repeats)
+    for label, timed in (("inference", inference), ("training step", training_step)):
+        monai_time = time_call(timed(layer, x), device, repeats)
         set_fused(ours, True)
-        fused_time = time_call(make(ours), device, repeats)
+        fused_time = time_call(timed(ours, x), device, repeats)
         set_fused(ours, False)
-        explicit_time = time_call(make(ours), device, repeats)
+        explicit_time = time_call(timed(ours, x), device, repeats)
         rows.append([
             label,
             fmt_ms(*monai_time),
