@@ -1,12 +1,16 @@
-"""Train :class:`~minattn.SwinUNETR` to segment brain tissue, on one process or many (``torchrun``).
+"""Train :class:`~minattn.SwinUNETR` to segment brain tissue or lesions, on one process or many (``torchrun``).
 
     python -m minattn.apps.segmentation --epochs 20 --seed 0 --out ckpt.pt
     torchrun --nproc_per_node=2 -m minattn.apps.segmentation --epochs 20 --seed 0 --out ckpt.pt
+    python -m minattn.apps.segmentation --task lesions --epochs 20 --seed 0 --out lesions.pt
 
-The data are :mod:`minattn.apps.anatomy`'s: augmented crops of the back of the brain to train on, the
-front (the frontal lobes, 16 mm away) to test on. The loss is MONAI's ``DiceCELoss``; the test score is
-MONAI's ``DiceMetric`` per tissue class on the whole held-out front, predicted with
-``sliding_window_inference``.
+``--task tissue`` (the default), four classes: the data are :mod:`minattn.apps.anatomy`'s, augmented
+crops of the back of the brain to train on, the front (the frontal lobes, 16 mm away) to test on.
+``--task lesions``, two classes (not lesion, lesion): the data are :mod:`minattn.apps.lesions`'s, crops
+from a pool of CT phantoms and copies of the MNI152 template with lesions inserted, tested on fresh
+phantoms and on the template with lesions at new places. The loss is MONAI's ``DiceCELoss``; the test
+score is MONAI's ``DiceMetric`` per class (background left out) on whole held-out volumes, predicted
+with ``sliding_window_inference``; with several test volumes, the mean of their scores.
 
 Started by ``torchrun`` (``WORLD_SIZE`` > 1), the model is wrapped in ``DistributedDataParallel``
 (NCCL on GPUs, Gloo on CPUs) and a ``DistributedSampler`` hands every rank its share of each global
@@ -35,30 +39,34 @@ import torch
 import torch.distributed as dist
 
 from ..swin_unetr import SwinUNETR
-from . import anatomy
+from . import anatomy, lesions
 
-__all__ = ["MODELS", "build_model", "evaluate", "load_checkpoint", "main", "train"]
+__all__ = ["MODELS", "TASKS", "build_model", "evaluate", "load_checkpoint", "main", "train"]
 
 NUM_CLASSES = len(anatomy.CLASS_NAMES)
 MODELS = ("swin_unetr", "unet")
+# each task's class names, background first
+TASKS = {"tissue": anatomy.CLASS_NAMES, "lesions": lesions.CLASS_NAMES}
 
 
-def build_model(tiny: bool = False, kind: str = "swin_unetr") -> torch.nn.Module:
-    """A one-channel, four-class network; ``tiny`` makes it small enough for tests.
+def build_model(tiny: bool = False, kind: str = "swin_unetr", num_classes: int = NUM_CLASSES) -> torch.nn.Module:
+    """A one-channel network with ``num_classes`` outputs (4: tissue; 2: lesions); ``tiny`` for tests.
 
-    ``kind="swin_unetr"`` is :class:`~minattn.SwinUNETR` (feature size 12, 4,078,090 parameters);
-    ``kind="unet"`` is the baseline, MONAI's convolutional ``UNet`` with about as many (4,223,737).
+    ``kind="swin_unetr"`` is :class:`~minattn.SwinUNETR` (feature size 12, 4,078,090 parameters with four
+    classes); ``kind="unet"`` is the baseline, MONAI's convolutional ``UNet`` with about as many (4,223,737).
     """
     if kind not in MODELS:
         raise ValueError(f"kind must be one of {MODELS}; received {kind!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int of at least 2; received {num_classes!r}")
     if kind == "unet":
         from monai.networks.nets import UNet
 
         channels = (8, 16, 32, 64, 64) if tiny else (16, 32, 64, 128, 224)
-        return UNet(3, 1, NUM_CLASSES, channels=channels, strides=(2, 2, 2, 2), num_res_units=1 if tiny else 2)
+        return UNet(3, 1, num_classes, channels=channels, strides=(2, 2, 2, 2), num_res_units=1 if tiny else 2)
     if tiny:
-        return SwinUNETR(1, NUM_CLASSES, feature_size=12, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4))
-    return SwinUNETR(1, NUM_CLASSES, feature_size=12, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24))
+        return SwinUNETR(1, num_classes, feature_size=12, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4))
+    return SwinUNETR(1, num_classes, feature_size=12, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24))
 
 
 def load_checkpoint(path, map_location="cpu") -> tuple:
@@ -66,27 +74,33 @@ def load_checkpoint(path, map_location="cpu") -> tuple:
 
     Returns:
         ``(model, record)``: the network in eval mode, and the dict of per-step losses, per-epoch
-        held-out Dice (grey matter, white matter, csf / other), seconds and the command's arguments.
+        held-out Dice (tissue: grey matter, white matter, csf / other; lesions: lesion), seconds and
+        the command's arguments. A checkpoint saved before ``--task`` existed is a tissue one.
     """
     saved = torch.load(path, map_location=map_location)
     args = saved["args"]
-    model = build_model(args.get("tiny", False), args.get("model", "swin_unetr"))
+    classes = TASKS[args.get("task", "tissue")]
+    model = build_model(args.get("tiny", False), args.get("model", "swin_unetr"), len(classes))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["model"].items()})
     return model.eval(), {**saved["record"], "args": args}
 
 
-def evaluate(model, image: torch.Tensor, labels: torch.Tensor, roi: tuple, autocast=None) -> torch.Tensor:
-    """Dice of each tissue class on one whole volume, predicted window by window.
+def evaluate(
+    model, image: torch.Tensor, labels: torch.Tensor, roi: tuple, autocast=None, num_classes: int = NUM_CLASSES
+) -> torch.Tensor:
+    """Dice of each class but the background on one whole volume, predicted window by window.
 
     Args:
-        model: channels-first network, ``(B, 1, d, h, w)`` -> ``(B, 4, d, h, w)`` logits.
+        model: channels-first network, ``(B, 1, d, h, w)`` -> ``(B, num_classes, d, h, w)`` logits.
         image: float ``(D, H, W)``.
-        labels: long ``(D, H, W)``, values 0..3.
+        labels: long ``(D, H, W)``, values 0 .. num_classes - 1.
         roi: ``(d, h, w)`` window of ``sliding_window_inference``.
         autocast: a context manager factory to predict under (None: full precision).
+        num_classes: 4 for tissue, 2 for lesions.
 
     Returns:
-        float ``(3,)``: Dice of grey matter, white matter and csf / other (background left out).
+        float ``(num_classes - 1,)``: tissue, Dice of grey matter, white matter and csf / other;
+        lesions, the lesion Dice (NaN for a class absent from both the labels and the prediction).
     """
     from monai.inferers import sliding_window_inference
     from monai.metrics import DiceMetric
@@ -101,8 +115,8 @@ def evaluate(model, image: torch.Tensor, labels: torch.Tensor, roi: tuple, autoc
     one_hot = torch.nn.functional.one_hot
     metric = DiceMetric(include_background=False, reduction="mean_batch")
     metric(
-        one_hot(prediction, NUM_CLASSES).movedim(-1, 1).float(),
-        one_hot(labels[None].to(device), NUM_CLASSES).movedim(-1, 1).float(),
+        one_hot(prediction, num_classes).movedim(-1, 1).float(),
+        one_hot(labels[None].to(device), num_classes).movedim(-1, 1).float(),
     )
     return torch.as_tensor(metric.aggregate()).as_subclass(torch.Tensor).cpu()
 
@@ -121,13 +135,21 @@ def _distributed() -> tuple:
     return rank, world, device
 
 
-def train(args: argparse.Namespace, data: anatomy.Split | None = None) -> dict:
-    """Train as ``args`` say (see :func:`main`); return the record: per-step losses and validation Dice.
+def _task_data(task: str, args: argparse.Namespace, data) -> tuple:
+    """``(draw, test)`` for ``task``: ``draw(epoch, index)`` -> one training crop ``(image, labels)``;
+    ``test``, a list of ``(name, image, labels)`` held-out volumes."""
+    if task == "lesions":
+        if data is None:
+            data = lesions.lesion_pool(resolution=args.resolution)
+        for image in data.train_images:
+            if any(s < c for s, c in zip(image.shape, args.crop)):
+                raise ValueError(f"--crop {args.crop} is larger than a training volume of {tuple(image.shape)}")
+        transform = lesions.augmentation(args.crop)
 
-    ``data``: the split to use (default: ``args.data``'s file, else :func:`anatomy.front_back`).
-    With ``args.dump_params`` every rank writes its parameters to ``<dump_params>/rank<r>.pt``.
-    """
-    rank, world, device = _distributed()
+        def draw(epoch, index):
+            return lesions.sample_crop(transform, data.train_images, data.train_labels, args.seed, epoch, index)
+
+        return draw, list(zip(data.test_names, data.test_images, data.test_labels))
     if data is not None:
         pass
     elif args.data and Path(args.data).exists():  # the halves saved earlier: skips nilearn's resampling
@@ -135,8 +157,30 @@ def train(args: argparse.Namespace, data: anatomy.Split | None = None) -> dict:
     else:
         data = anatomy.front_back(args.resolution)
     transform = anatomy.augmentation(args.crop)
+
+    def draw(epoch, index):
+        return anatomy.sample_crop(transform, data.train_image, data.train_labels, args.seed, epoch, index)
+
+    return draw, [("front", data.test_image, data.test_labels)]
+
+
+def train(args: argparse.Namespace, data: anatomy.Split | lesions.Pool | None = None) -> dict:
+    """Train as ``args`` say (see :func:`main`); return the record: per-step losses and validation Dice.
+
+    ``data``: for ``--task tissue`` the split to use (default: ``args.data``'s file, else
+    :func:`anatomy.front_back`); for ``--task lesions`` the pool (default: :func:`lesions.lesion_pool`).
+    ``record["dice"]`` holds, per validation, each class's Dice (background left out) averaged over the
+    test volumes; ``record["test_dice"]`` the last validation's scores per test volume, by name.
+    With ``args.dump_params`` every rank writes its parameters to ``<dump_params>/rank<r>.pt``.
+    """
+    rank, world, device = _distributed()
+    task = getattr(args, "task", "tissue")  # a Namespace made before --task existed means tissue
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {tuple(TASKS)}; received {task!r}")
+    classes = TASKS[task]
+    draw, test = _task_data(task, args, data)
     torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    model = build_model(args.tiny, args.model).to(device)
+    model = build_model(args.tiny, args.model, len(classes)).to(device)
     trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     from monai.losses import DiceCELoss
 
@@ -162,11 +206,12 @@ def train(args: argparse.Namespace, data: anatomy.Split | None = None) -> dict:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     record = {"losses": [], "dice": [], "world_size": world, "global_batch": args.batch_size * world}
+    dice_label = "dice" if task == "tissue" else "lesion dice"
     bar = None
     if rank == 0 and not args.quiet:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="segmentation", unit="step")
+        bar = tqdm(total=total, desc="segmentation" if task == "tissue" else "lesion segmentation", unit="step")
     start = time.perf_counter()
     step = 0
     model.train()
@@ -176,10 +221,7 @@ def train(args: argparse.Namespace, data: anatomy.Split | None = None) -> dict:
         for first in range(0, steps_per_epoch * args.batch_size, args.batch_size):
             if step == total:
                 break
-            crops = [
-                anatomy.sample_crop(transform, data.train_image, data.train_labels, args.seed, epoch, i)
-                for i in order[first : first + args.batch_size]
-            ]
+            crops = [draw(epoch, i) for i in order[first : first + args.batch_size]]
             images = torch.stack([c[0] for c in crops]).to(device)
             labels = torch.stack([c[1] for c in crops]).to(device)
             with autocast():
@@ -196,16 +238,18 @@ def train(args: argparse.Namespace, data: anatomy.Split | None = None) -> dict:
             record["losses"].append(loss.item())
             if bar is not None:
                 shown = {"loss": f"{record['losses'][-1]:.3f}"}
-                if record["dice"]:  # the last held-out Dice, averaged over the three tissues
-                    shown["dice"] = f"{sum(record['dice'][-1]) / 3:.3f}"
+                if record["dice"]:  # the last held-out Dice, averaged over the classes but background
+                    shown[dice_label] = f"{sum(record['dice'][-1]) / len(record['dice'][-1]):.3f}"
                 bar.set_postfix(shown, refresh=False)
                 bar.update(1)
         if args.validate:  # after every epoch, and after the last step
             if rank == 0:
-                dice = evaluate(model, data.test_image, data.test_labels, args.crop, autocast)
+                per_volume = [evaluate(model, x, y, args.crop, autocast, len(classes)) for _, x, y in test]
+                dice = torch.stack(per_volume).mean(0)
                 record["dice"].append(dice.tolist())
+                record["test_dice"] = {name: d.tolist() for (name, _, _), d in zip(test, per_volume)}
                 if bar is not None:
-                    bar.set_postfix(loss=f"{record['losses'][-1]:.3f}", dice=f"{dice.mean():.3f}")
+                    bar.set_postfix({"loss": f"{record['losses'][-1]:.3f}", dice_label: f"{dice.mean():.3f}"})
             if world > 1:
                 dist.barrier()
         if step == total:
@@ -248,6 +292,9 @@ def _crop(text: str) -> tuple:
 def parser() -> argparse.ArgumentParser:
     """The command line of ``python -m minattn.apps.segmentation``."""
     p = argparse.ArgumentParser(prog="python -m minattn.apps.segmentation", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--task", choices=tuple(TASKS), default="tissue", help="tissue: four brain tissues; lesions: lesion or not"
+    )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps", type=int, default=None, help="stop after this many optimiser steps")
     p.add_argument("--samples-per-epoch", type=int, default=32, help="augmented crops per epoch")
@@ -265,8 +312,10 @@ def parser() -> argparse.ArgumentParser:
         help="sgd keeps one process and many within rounding of each other; AdamW's first steps do not (see docs)",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resolution", type=int, default=2, choices=(1, 2), help="voxel size in mm")
-    p.add_argument("--data", default=None, help="a file of anatomy.front_back() saved with torch.save(asdict(...))")
+    p.add_argument("--resolution", type=int, default=2, choices=(1, 2), help="the template's voxel size in mm")
+    p.add_argument(
+        "--data", default=None, help="tissue only: a file of anatomy.front_back() saved with torch.save(asdict(...))"
+    )
     p.add_argument("--tiny", action="store_true", help="a small model, for tests")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
     p.add_argument("--no-validate", dest="validate", action="store_false", help="skip the held-out Dice")
@@ -276,16 +325,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None, data: anatomy.Split | None = None) -> dict:
+def main(argv=None, data: anatomy.Split | lesions.Pool | None = None) -> dict:
     """Parse ``argv`` (default: the command line) and :func:`train` (on ``data`` if given)."""
     args = parser().parse_args(argv)
     for name in ("epochs", "samples_per_epoch", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1; received {getattr(args, name)}")
+    if args.task == "lesions" and args.data:
+        raise ValueError("--data holds a tissue split; --task lesions builds its volumes itself")
+    expected = anatomy.Split if args.task == "tissue" else lesions.Pool
+    if data is not None and not isinstance(data, expected):
+        raise TypeError(f"--task {args.task} trains on a {expected.__name__}; received {type(data).__name__}")
     record = train(args, data)
     if int(os.environ.get("RANK", "0")) == 0 and record["dice"]:
-        names = anatomy.CLASS_NAMES[1:]
+        names = TASKS[args.task][1:]
         print("held-out Dice: " + ", ".join(f"{n} {d:.3f}" for n, d in zip(names, record["dice"][-1])))
+        if len(record["test_dice"]) > 1:  # the mean above, volume by volume
+            print("  per volume: " + ", ".join(f"{k} {sum(v) / len(v):.3f}" for k, v in record["test_dice"].items()))
     return record
 
 
