@@ -166,12 +166,14 @@ def hemispheres(resolution: int = 2) -> Hemispheres:
     )
 
 
-def augmentation(crop: tuple):
+def augmentation(crop: tuple, positive_share: float | None = None):
     """MONAI dictionary transforms for keys ``image`` and ``label`` (each ``(1, D, H, W)``).
 
-    A random crop of size ``crop``, flips along ``H`` and ``W``, a small affine change (rotation up to
-    about 6 degrees, scaling by up to 8 %, a few voxels of shift; the labels resampled with nearest
-    neighbour), then intensity scaling, shift and a gamma (contrast) change on the image only.
+    A random crop of size ``crop`` (with ``positive_share``: centred on a voxel of a non-zero label that
+    share of the time, on a background voxel otherwise, for small targets), flips along ``H`` and ``W``, a
+    small affine change (rotation up to about 6 degrees, scaling by up to 8 %, a few voxels of shift; the
+    labels resampled with nearest neighbour), then intensity scaling, shift and a gamma (contrast) change
+    on the image only.
 
     Args:
         crop: ``(d, h, w)`` crop size; multiples of 32 for :class:`~minattn.SwinUNETR`.
@@ -185,9 +187,14 @@ def augmentation(crop: tuple):
     if len(crop) != 3 or any(c < 1 for c in crop):
         raise ValueError(f"crop must be three positive sizes (d, h, w); received {crop!r}")
     keys = ("image", "label")
+    if positive_share is None:
+        cropper = mt.RandSpatialCropd(keys, roi_size=crop, random_size=False)
+    else:
+        share = float(positive_share)
+        cropper = mt.RandCropByPosNegLabeld(keys, "label", crop, pos=share, neg=1 - share, num_samples=1)
     return mt.Compose(
         [
-            mt.RandSpatialCropd(keys, roi_size=crop, random_size=False),
+            cropper,
             mt.RandFlipd(keys, prob=0.5, spatial_axis=1),
             mt.RandFlipd(keys, prob=0.5, spatial_axis=2),
             mt.RandAffined(

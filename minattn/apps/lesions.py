@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data import insert_lesion, load_mni152, phantom, random_lesions, scale_hu
+from . import anatomy
 
 __all__ = ["CLASS_NAMES", "TEST_SEED", "Pool", "augmentation", "lesion_pool", "sample_crop", "template_with_lesions"]
 
@@ -77,13 +78,11 @@ def template_with_lesions(seed: int, lesions: int = 3, resolution: int = 2) -> t
         ``(image, labels)``: float ``(D, H, W)`` (``(95, 117, 99)`` at 2 mm) and long ``(D, H, W)``,
         1 inside a lesion and 0 elsewhere.
     """
-    from .anatomy import tissue_labels
-
     if isinstance(lesions, bool) or not isinstance(lesions, int) or lesions < 1:
         raise ValueError(f"lesions must be an int of at least 1; received {lesions!r}")
     image = load_mni152(resolution)
     radii = (3.0 / resolution, 8.0 / resolution)
-    brain = (tissue_labels(resolution) > 0).float()
+    brain = (anatomy.tissue_labels(resolution) > 0).float()
     # erode the mask by the largest radius: a voxel stays if no voxel outside the brain is that close
     reach = 2 * int(radii[1] + 1) + 1
     outside = torch.nn.functional.max_pool3d((1 - brain)[None, None], reach, stride=1, padding=reach // 2)[0, 0]
@@ -160,31 +159,8 @@ def augmentation(crop: tuple):
     Returns:
         a ``monai.transforms.Compose`` that returns a list of one sample; use it through :func:`sample_crop`.
     """
-    from monai import transforms as mt  # a course extra
-
-    crop = tuple(int(c) for c in crop)
-    if len(crop) != 3 or any(c < 1 for c in crop):
-        raise ValueError(f"crop must be three positive sizes (d, h, w); received {crop!r}")
-    keys = ("image", "label")
-    return mt.Compose(
-        [
-            mt.RandCropByPosNegLabeld(keys, "label", crop, pos=1, neg=1, num_samples=1),
-            mt.RandFlipd(keys, prob=0.5, spatial_axis=1),
-            mt.RandFlipd(keys, prob=0.5, spatial_axis=2),
-            mt.RandAffined(
-                keys,
-                prob=0.5,
-                rotate_range=(0.1, 0.1, 0.1),
-                scale_range=(0.08, 0.08, 0.08),
-                translate_range=(2, 2, 2),
-                mode=("bilinear", "nearest"),
-                padding_mode="zeros",
-            ),
-            mt.RandScaleIntensityd("image", factors=0.1, prob=0.8),
-            mt.RandShiftIntensityd("image", offsets=0.05, prob=0.8),
-            mt.RandAdjustContrastd("image", gamma=(0.8, 1.25), prob=0.5),
-        ]
-    )
+    # half the crops centred on a lesion voxel (RandCropByPosNegLabeld returns a list of one sample)
+    return anatomy.augmentation(crop, positive_share=0.5)
 
 
 def sample_crop(transform, images: list, labels: list, seed: int, epoch: int, index: int) -> tuple:
