@@ -99,7 +99,7 @@ JS_CELLS = f"""
     return cells;
 }}
 """
-# What an explorer shows: its text and the address of its picture (a new blob: URL per new PNG).
+# What an explorer shows: its text and the address of its picture (a new data: URL per new PNG).
 JS_SHOWN = """
 (node) => {
     const img = node.querySelector('img');
@@ -114,6 +114,7 @@ JS_RENDERED = """
     return {
         width: box.width, height: box.height,
         imageWidth: img && img.complete ? img.naturalWidth : 0,
+        alt: img ? img.alt : '',
         controls: node.querySelectorAll('.noUi-handle, select, input, button').length,
     };
 }
@@ -317,6 +318,7 @@ def test_lesson_in_jupyterlab(lab, browser, screenshot_dir, lesson):
             rendered = explorer.evaluate(JS_RENDERED)
             assert rendered["width"] > 300 and rendered["height"] > 150, f"{name}: too small on screen: {rendered}"
             assert rendered["imageWidth"] > 100, f"{name}: its picture did not load: {rendered}"
+            assert len(rendered["alt"]) > 80, f"{name}: its picture has no alt text in the page: {rendered}"
             assert rendered["controls"] >= 1, f"{name}: no controls rendered: {rendered}"
             before_png = explorer.screenshot(path=screenshot_dir / f"{lesson.stem}-{k + 1}-{kind}.png")
             before = explorer.evaluate(JS_SHOWN)

@@ -1,8 +1,11 @@
 """The interactive explorers, driven headlessly through their controls."""
 
+import base64
+import html
 import io
 import itertools
 import math
+import re
 
 import matplotlib
 
@@ -62,12 +65,60 @@ def test_the_picture_shown_is_the_one_drawn_even_when_an_artist_is_called_image(
             self.image.set_data(np.random.default_rng(self.value("seed")).random((4, 4)))
 
     explorer = Noise({"seed": widgets.IntSlider(value=0, min=0, max=3)}, [["seed"]], figsize=(2, 2))
-    shown = [child for child in explorer.children if isinstance(child, widgets.Image)]
-    assert len(shown) == 1 and bytes(shown[0].value)[:4] == b"\x89PNG"
-    first = bytes(shown[0].value)
+    shown = [child for child in explorer.children if "<img " in getattr(child, "value", "")]
+    assert len(shown) == 1 and _shown_png(shown[0])[:4] == b"\x89PNG"
+    first = _shown_png(shown[0])
     explorer.controls["seed"].value = 1
-    assert bytes(shown[0].value) == explorer.png() != first
+    assert _shown_png(shown[0]) == explorer.png() != first
     assert explorer._dom_classes == ("minattn-explorer",)  # no registered function names it
+
+
+def _shown_png(widget) -> bytes:
+    """The PNG bytes of the ``<img src="data:image/png;base64,...">`` in an HTML widget."""
+    source = re.search(r'src="data:image/png;base64,([^"]+)"', widget.value)
+    return base64.b64decode(source.group(1))
+
+
+def _shown_alt(widget) -> str:
+    return html.unescape(re.search(r'alt="([^"]*)"', widget.value).group(1))
+
+
+def test_every_explorer_says_in_words_what_its_panels_draw():
+    from minattn.explore.registry import EXPLORERS
+
+    for name, cls in EXPLORERS.items():
+        assert len(cls.description) > 80 and cls.description.endswith("."), f"{name}: {cls.description!r}"
+        assert cls.description != cls.title
+
+
+def test_the_picture_carries_alt_text_that_follows_what_it_shows():
+    """The alt text is the description, then the info line as plain text; it changes with the picture."""
+    explorer = attention_explorer()
+    alt = _shown_alt(explorer.picture)
+    assert alt == explorer.alt_text()
+    assert alt.startswith(explorer.description + " Now: ")
+    assert "out1 = " in alt and "<" not in alt.split(" Now: ")[1]  # the info line's text, its tags gone
+    explorer.controls["temperature"].value = 3.0
+    assert _shown_alt(explorer.picture) != alt
+
+
+def test_alt_text_quotes_and_markup_are_escaped_in_the_attribute():
+    from minattn.explore._base import Explorer, _plain_text
+
+    assert _plain_text("<b>5</b> tokens<br>of &lt;8&gt;") == "5 tokens of <8>"
+
+    class Quoted(Explorer):
+        description = 'A "quoted" <panel> & more.'
+
+        def build(self, figure):
+            figure.subplots()
+
+        def update(self):
+            self.show_info('value "<b>7</b>"')
+
+    explorer = Quoted({"n": widgets.IntSlider(value=0)}, [["n"]], figsize=(2, 2))
+    assert _shown_alt(explorer.picture) == 'A "quoted" <panel> & more. Now: value " 7 "'
+    assert len(re.findall("<img ", explorer.picture.value)) == 1
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,16 @@
-"""The real nbgrader, on every solution notebook, with the commands the README gives.
+"""The real nbgrader on the solution notebooks, with the commands the README gives.
 
-For each lesson: ``minattn-nbgrader-course`` sets up a course directory, ``nbgrader generate_assignment``
-releases the lesson, three learners submit (the untouched release; every answer right; every answer right
-but one left blank and one wrong), ``nbgrader autograde`` grades them, ``nbgrader export`` writes the
-scores and ``nbgrader generate_feedback`` the feedback pages. The untouched release scores 0, with every
-check reporting "not attempted"; the right answers score every automatically graded point (so every
-solution passes all its checks); the third learner scores exactly the points of the blank and the wrong
-exercise fewer, and that learner's feedback page shows both checks' own feedback.
+Every lesson: ``minattn-nbgrader-course`` sets up one course directory with all of them and nbgrader
+releases each (``generate_assignment``); every release must hold the lesson's checks locked and
+unchanged, with their points, and no line of a solution.
+
+One lesson, the whole cycle (nbgrader's cost is its notebook runs, so it runs once, not per lesson;
+every solution and every blank exercise is also run under nbval): three learners submit (the untouched
+release; every answer right; every answer right but one left blank and one wrong), ``nbgrader
+autograde`` grades them, ``nbgrader export`` writes the scores and ``nbgrader generate_feedback`` the
+feedback pages. The untouched release scores 0, with every check reporting "not attempted"; the right
+answers score every automatically graded point; the third learner scores exactly the points of the
+blank and the wrong exercise fewer, and that learner's feedback page shows both checks' own feedback.
 """
 
 from __future__ import annotations
@@ -22,19 +26,23 @@ import sys
 from pathlib import Path
 
 import nbformat
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted(p.stem for p in (ROOT / "solutions").glob("*.ipynb"))
 BIN = Path(sys.executable).parent
 
 
-def nbgrader(course: Path, *args: str, timeout: float = 1500) -> str:
-    """Run an nbgrader command in ``course`` as the README does; fail with its output if it fails."""
+def environment() -> dict:
+    """This environment's bin/ first on PATH (nbgrader runs ``alembic`` from there), as an activated venv has it."""
     env = dict(os.environ, PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
     env.pop("NBGRADER_EXECUTION", None)
+    return env
+
+
+def nbgrader(course: Path, *args: str, timeout: float = 1500) -> str:
+    """Run an nbgrader command in ``course`` as the README does; fail with its output if it fails."""
     result = subprocess.run(
-        [str(BIN / "nbgrader"), *args], cwd=course, env=env, capture_output=True, text=True, timeout=timeout
+        [str(BIN / "nbgrader"), *args], cwd=course, env=environment(), capture_output=True, text=True, timeout=timeout
     )
     assert result.returncode == 0, (
         f"nbgrader {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
@@ -161,19 +169,57 @@ def nbgrader_grades_the_lesson(lesson, tmp_path):
     shutil.rmtree(course, ignore_errors=True)
 
 
-# One test class per lesson: pytest-xdist's --dist loadscope keeps a module's plain tests on one worker,
-# but spreads classes, and each lesson's notebooks run three times.
-for _lesson in LESSONS:
-    _name = "TestLesson" + _lesson.split("-")[0]
-    globals()[_name] = type(
-        _name,
-        (),
-        {
-            "test_nbgrader_grades_the_lesson": lambda self, tmp_path, lesson=_lesson: nbgrader_grades_the_lesson(
-                lesson, tmp_path
-            )
-        },
+#: The lesson that goes through the whole cycle: window attention, with an exercise that calls an earlier one.
+FULL_CYCLE_LESSON = "08-swin-block"
+
+GENERATE_EVERY_LESSON = """
+import sys
+from nbgrader.apps import NbGraderAPI
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config import Config
+
+config = Config()
+exec(open("nbgrader_config.py").read(), {"get_config": lambda: config})
+api = NbGraderAPI(coursedir=CourseDirectory(config=config, root="."), config=config)
+for lesson in sys.argv[1:]:
+    result = api.generate_assignment(lesson, force=True)
+    if not result["success"]:
+        sys.exit(" ".join([lesson, str(result["error"]), str(result["log"])]))
+"""
+
+
+def test_nbgrader_releases_every_lesson_with_its_checks_locked_and_its_solutions_gone(tmp_path):
+    course = tmp_path / "course"
+    command = [str(BIN / "minattn-nbgrader-course"), str(course), "--solutions", str(ROOT / "solutions")]
+    subprocess.run(command, check=True, capture_output=True)
+    # nbgrader's own API, one process for all lessons (the CLI would start Python once per lesson).
+    made = subprocess.run(
+        [sys.executable, "-c", GENERATE_EVERY_LESSON, *LESSONS],
+        cwd=course,
+        env=environment(),
+        capture_output=True,
+        text=True,
     )
+    assert made.returncode == 0, made.stderr[-4000:]
+    for lesson in LESSONS:
+        release = nbformat.read(course / "release" / lesson / f"{lesson}.ipynb", as_version=4)
+        source = nbformat.read(ROOT / "solutions" / f"{lesson}.ipynb", as_version=4)
+        checks, sources = grade_cells(release), {c.metadata["nbgrader"]["grade_id"]: c for c in grade_cells(source)}
+        assert checks and len(checks) == len(sources), lesson
+        for cell in checks:
+            meta = cell.metadata["nbgrader"]
+            assert meta["locked"] and meta["points"] > 0, (lesson, meta)
+            assert cell.source == sources[meta["grade_id"]].source, (lesson, meta["grade_id"])
+        answers = [c for c in release.cells if c.metadata.get("nbgrader", {}).get("solution")]
+        assert answers, lesson
+        for cell in answers:
+            assert "BEGIN SOLUTION" not in cell.source, (lesson, cell.metadata["nbgrader"]["grade_id"])
+            assert ("YOUR CODE HERE" if cell.cell_type == "code" else "YOUR ANSWER HERE") in cell.source, cell.source
+
+
+class TestFullCycle:
+    def test_nbgrader_grades_three_learners(self, tmp_path):
+        nbgrader_grades_the_lesson(FULL_CYCLE_LESSON, tmp_path)
 
 
 class TestValidate:

@@ -4,8 +4,13 @@ An explorer is an ``ipywidgets.VBox``: a title, rows of controls, a message
 line (empty unless a value is bad), the figure, and an info line. The figure
 is a plain ``matplotlib.figure.Figure`` on an Agg canvas, made once with all
 its artists. A control change recomputes the explorer's state, updates those
-artists (``set_data``, ``set_text``, ...), redraws the one figure and puts the
-PNG into an ``ipywidgets.Image``, which the browser swaps in place.
+artists (``set_data``, ``set_text``, ...), redraws the one figure and shows the
+PNG as an ``<img>`` with alt text (in an ``ipywidgets.HTML``: the ``Image``
+widget has no alt attribute), which the browser swaps in place.
+
+The alt text is the explorer's ``description`` (what its panels draw, written
+once per explorer) followed by its info line as it reads now, so a screen
+reader hears both what kind of picture it is and what it currently shows.
 
 Rendering this way does not depend on the notebook's matplotlib backend
 (inline, widget or none at all): the explorer never goes through pyplot, so a
@@ -14,7 +19,8 @@ figure is never displayed twice or left open, and tests run headlessly.
 Each explorer exposes
     ``controls``: dict name -> widget, to drive it from code or tests,
     ``state``: dict of what is currently shown (arrays, texts, ``error``),
-    ``last_update_s``: seconds the last update took (compute + draw + PNG).
+    ``last_update_s``: seconds the last update took (compute + draw + PNG),
+    ``alt_text()``: the alt text of the picture now shown.
 
 Its CSS classes in the page are ``minattn-explorer`` and, for an explorer
 made by a registered function, the function's own (:mod:`.registry`).
@@ -22,9 +28,11 @@ made by a registered function, the function's own (:mod:`.registry`).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import html
 import io
+import re
 import time
 from collections.abc import Callable
 
@@ -72,6 +80,8 @@ class Explorer(widgets.VBox):
     """
 
     title = ""
+    #: What the picture draws, panel by panel, for its alt text (the info line is added to it).
+    description = ""
 
     def __init__(self, controls: dict, rows: list[list[str]], figsize=(10, 3.5), dpi: int = 72):
         super().__init__()
@@ -91,9 +101,10 @@ class Explorer(widgets.VBox):
         self.canvas = FigureCanvasAgg(self.figure)
         self._dynamic: list = []  # artists redrawn on every update (the rest is a cached background)
         self._background = None
-        width = int(figsize[0] * dpi)
+        self._width = int(figsize[0] * dpi)
+        self._png = b""
         # Named `picture`, not `image`: subclasses commonly call their imshow artist `image`.
-        self.picture = widgets.Image(format="png", layout=widgets.Layout(width=f"{width}px", max_width="100%"))
+        self.picture = widgets.HTML(value="")
         title = widgets.HTML(f"<b>{html.escape(self.title)}</b>") if self.title else widgets.HTML("")
         boxes = [widgets.HBox([self.controls[name] for name in row]) for row in rows]
         self.children = [title, *boxes, self.message, self.picture, self.info]
@@ -250,11 +261,27 @@ class Explorer(widgets.VBox):
         buffer = io.BytesIO()
         # Fast PNG settings: an update is about latency, not file size.
         Image.fromarray(rgba[..., :3]).save(buffer, format="png", compress_level=1)
-        self.picture.value = buffer.getvalue()
+        self._png = buffer.getvalue()
+        source = "data:image/png;base64," + base64.b64encode(self._png).decode("ascii")
+        self.picture.value = (
+            f'<img src="{source}" alt="{html.escape(self.alt_text(), quote=True)}" '
+            f'style="width:{self._width}px;max-width:100%;display:block">'
+        )
+
+    def alt_text(self) -> str:
+        """What the picture shows, in words: the explorer's ``description``, then its info line as plain text."""
+        now = _plain_text(self.info.value)
+        parts = [self.description.strip() or self.title, f"Now: {now}" if now else ""]
+        return " ".join(part for part in parts if part)
 
     def png(self) -> bytes:
-        """The PNG currently shown (the value of the Image widget among the explorer's children)."""
-        return bytes(self.picture.value)
+        """The PNG currently shown (the source of the picture's ``<img>``)."""
+        return self._png
+
+
+def _plain_text(markup: str) -> str:
+    """``"<b>5</b> tokens<br>of 8"`` -> ``"5 tokens of 8"``: tags become spaces, entities characters."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
 
 
 class Heatmap:

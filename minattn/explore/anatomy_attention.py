@@ -80,6 +80,12 @@ def weight_colours(weights: np.ndarray, top: float, scale: str) -> np.ndarray:
 
 class AnatomyAttentionExplorer(Explorer):
     title = "Where does a voxel look? SwinUNETR's window attention on the brain, stage by stage"
+    description = (
+        "Three slices of the brain template (axial, coronal, sagittal) through the chosen voxel, marked with a "
+        "cross, in grey with thin tissue borders; over them a heat map of where the voxel's window attention "
+        "looks at the chosen stage and block, on the colour scale shown by the bar on the right (logarithmic or "
+        "linear, as chosen)."
+    )
 
     def __init__(self, model, image: torch.Tensor, labels: torch.Tensor | None = None, voxel=None, pad: str = "zero"):
         if not isinstance(image, torch.Tensor) or image.ndim != 3:

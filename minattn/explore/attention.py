@@ -63,6 +63,11 @@ def _format_matrix(m: torch.Tensor) -> str:
 
 class AttentionExplorer(Explorer):
     title = "Scaled dot-product attention: scores -> softmax -> weighted values"
+    description = (
+        "Four panels: the score matrix Q K^T (scaled or not), the softmax weights whose rows sum to 1, the "
+        "outputs weights @ V, and a curve of the largest weight in a row against d_k with and without the "
+        "1/sqrt(d_k) scaling, a diamond marking the current Q and K."
+    )
 
     def __init__(self):
         text = {

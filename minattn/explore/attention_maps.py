@@ -52,6 +52,11 @@ def outline_segments(mask: np.ndarray) -> list:
 
 class AttentionMapExplorer(Explorer):
     title = "Attention as a microscope: where does the lesion detector look?"
+    description = (
+        "Three panels: a slice of the test volume with the lesion outlined in cyan, the chosen attention map "
+        "(such as the rollout: attention received, dark = little, bright = much), and the map laid over the slice "
+        "with the model's probability of a lesion."
+    )
 
     def __init__(self, model, volumes, masks=None, index: int | None = None, layer: str = "rollout"):
         lesions = None

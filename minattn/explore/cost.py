@@ -76,6 +76,11 @@ def format_count(n: float, suffix: str = "") -> str:
 
 class CostExplorer(Explorer):
     title = "The N^2 bottleneck: global vs windowed attention"
+    description = (
+        "Two bar charts on logarithmic axes, global attention beside windowed attention: the memory of the score "
+        "matrices, with the chosen memory limit as a dashed red line, and the FLOPs of Q K^T and A V for one "
+        "layer. A table of the same figures follows."
+    )
 
     def __init__(self):
         style = {"description_width": "initial"}

@@ -132,6 +132,12 @@ def show_patient(ax, cohort: Cohort, i: int, overlay=None, title: str | None = N
 
 class FusionExplorer(Explorer):
     title = "Attention as a fusion engine: where does each clinical query read the image?"
+    description = (
+        "Three panels: the patient's image with its lesions circled, the exam's region outlined in orange and the "
+        "chosen clinical query's attention laid over it; that attention as 6 x 6 numbers, one per image token; "
+        "and for each clinical query a bar of the share of its attention inside the region, with the cohort's "
+        "mean as a black tick and chance (a quarter) dashed."
+    )
 
     def __init__(self, model, cohort: Cohort, patient: int | None = None, query: str = "site"):
         if not isinstance(model, CrossAttentionFusion):

@@ -87,6 +87,11 @@ def token_features(patches: torch.Tensor, window: int, seed: int = 0) -> torch.T
 
 class HeadsExplorer(Explorer):
     title = "Multi-head attention: a council of specialists (per-head temperature)"
+    description = (
+        "A CT slice with the chosen window outlined in orange, then one panel per attention head: that window, "
+        "with the query starred and the head's attention weight on each token in red, titled with the head's "
+        "temperature, largest weight and entropy."
+    )
 
     def __init__(self, image: torch.Tensor | None = None):
         if image is None:

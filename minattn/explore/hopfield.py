@@ -21,6 +21,11 @@ __all__ = ["HopfieldExplorer", "hopfield_explorer"]
 
 class HopfieldExplorer(Explorer):
     title = "Attention as a modern Hopfield network: beta decides between one memory and an average"
+    description = (
+        "Four image patches in a row (the stored patch, the corrupted query, the state after one update, the "
+        "settled state, each with its overlap with the stored patch), then the Boltzmann weight of every stored "
+        "patch at the settled state, the true patch marked in red."
+    )
 
     def __init__(self, patch: int = 16):
         self.patch = patch

@@ -28,6 +28,12 @@ _CURVE_BANDWIDTHS = np.geomspace(0.1, 30.0, 41)
 
 class KernelRegressionExplorer(Explorer):
     title = "Kernel regression is attention: the bandwidth is the softmax temperature"
+    description = (
+        "Top left: noisy samples of a CT profile (blue dots), the full-dose reference (grey) and the kernel- "
+        "regression fit (red), the query position dashed; below it the query's attention weight on each sample; "
+        "right: the held-out error of the fit against the bandwidth h on a log axis, the best h dotted and the "
+        "current one as a red dot."
+    )
 
     def __init__(self, profile: kr.CTProfile | None = None):
         self.data = kr.ct_profile() if profile is None else profile

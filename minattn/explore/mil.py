@@ -32,6 +32,10 @@ _CMAP = colormaps["magma"]
 
 class MILExplorer(Explorer):
     title = "Attention MIL: which tiles did the bag decision read?"
+    description = (
+        "Three panels: the bag's 16 tiles, each framed by its attention weight; the weights on the 4 x 4 tile "
+        "grid; and a bar per tile (red: the tile holds a nodule) against the dashed 1/K line of mean pooling."
+    )
 
     def __init__(self, models: dict | None = None, bags: MILBags | None = None):
         if models is None:

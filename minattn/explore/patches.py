@@ -35,6 +35,11 @@ _AXIS_NAMES = {"D": "axial slice (fixed D)", "H": "coronal slice (fixed H)", "W"
 
 class PatchExplorer(Explorer):
     title = "From voxels to tokens: 3D patches"
+    description = (
+        "Left: a slice of the brain volume with the grid of p x p x p patches drawn over it, the padding dashed "
+        "and one patch outlined in red; right: that patch flattened into its token vector, value against "
+        "position."
+    )
 
     def __init__(self, volume: torch.Tensor | None = None, source: str | None = None):
         if volume is None:

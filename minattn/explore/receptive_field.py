@@ -55,6 +55,11 @@ def _window_lines(rows: int, cols: int, wh: int, ww: int) -> list:
 
 class ReceptiveFieldExplorer(Explorer):
     title = "Receptive field through stacked window-attention layers"
+    description = (
+        "Three panels: a slice of the grid coloured by the layer at which each token first influences the starred "
+        "token, with alternating shifted windows and with regular windows only; then the fraction of the grid "
+        "that has influenced it against the number of layers, for both schedules, the chosen depth dashed."
+    )
 
     def __init__(self, grid=(4, 16, 16), window=(2, 4, 4), token=(1, 7, 9), layers: int = 3):
         controls = {

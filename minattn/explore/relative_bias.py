@@ -67,6 +67,11 @@ def structured_table(window, kind: str, strength: float) -> torch.Tensor:
 
 class RelativeBiasExplorer(Explorer):
     title = "Relative position bias: a sense of place for a bag of tokens"
+    description = (
+        "Four panels: the relative position bias table (one cell per offset), the bias the chosen query adds over "
+        "its window, the image patches (original or shuffled), and how much each output changes when the tokens "
+        "are shuffled, with or without the bias."
+    )
 
     def __init__(self, image: torch.Tensor | None = None):
         if image is None:

@@ -265,6 +265,12 @@ def _explain(step: str, trace: WindowAttentionTrace, window: int) -> str:
 
 class SwinStepsExplorer(Explorer):
     title = "One shifted Swin window-attention layer, step by step"
+    description = (
+        "Left: the steps of one Swin layer (pad, roll, partition, mask, attend, reverse, crop) with the tensor "
+        "shape after each, the current step highlighted; middle: a slice of the token grid as that step leaves "
+        "it, token indices written in and one window outlined; right: the windows table, a window's mask or its "
+        "attention weights, as the step requires."
+    )
 
     def __init__(self, grid=(5, 6, 7), window=4, shift=2, step: str = "input", seed: int = 0):
         if step not in STEPS:

@@ -127,6 +127,12 @@ def _borders(ids: np.ndarray) -> list:
 
 class WindowExplorer(Explorer):
     title = "Windows and shifted windows: who may attend to whom"
+    description = (
+        "Three panels: a slice of the token grid coloured by region with the windows outlined, the picked token "
+        "starred, the tokens it may attend dotted and the masked ones crossed; the same slice after the cyclic "
+        "shift, as window_partition cuts it; and the mask of the picked token's window (green = may attend), its "
+        "row outlined."
+    )
 
     def __init__(self, grid=(4, 8, 8), window=(2, 4, 4), token=(1, 7, 7), shifted: bool = True):
         controls = {
