@@ -9,6 +9,10 @@ Compares, for one head of q, k, v ``(1, 1, N, d)``:
 * ``attention``: :func:`minattn.attention`, the dispatching entry
   point (should match ``sdpa`` here: no mask, so the fused kernel is used).
 
+Each method's rate is printed in GFLOP/s (4 N^2 d per head: the two
+products), beside the rate of a plain square matrix multiply measured in the
+same run: the ceiling that exact attention can approach on this machine.
+
 Each (N, method) runs in a fresh subprocess, so the peak resident memory
 (``ru_maxrss``) belongs to that case alone. Prints a Markdown table.
 
@@ -39,6 +43,25 @@ def _peak_rss_mib() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def gemm_rate(args) -> dict:
+    """GFLOP/s of one plain (n x n) @ (n x n) matrix multiply, n = ``args.n``: best of the timed runs."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    a, b = (torch.randn(args.n, args.n).to(device=device, dtype=dtype) for _ in range(2))
+    times = []
+    for _ in range(1 + args.repeats):  # the first run warms up
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return {"n": args.n, "gflops": 2 * args.n**3 / min(times[1:]) / 1e9}
+
+
 def worker(args) -> dict:
     """Run one (N, method) case in this process and return its measurements."""
     import torch
@@ -46,6 +69,8 @@ def worker(args) -> dict:
 
     from minattn import attention, memory_efficient_attention
 
+    if args.method == "gemm":
+        return gemm_rate(args)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
@@ -161,6 +186,9 @@ def main(argv=None) -> None:
             else:
                 rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(f"done: N={n} {method}", file=sys.stderr, flush=True)
+    gemm_n = 1024 if args.quick else 4096
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(gemm_n), "gemm", *passthrough]
+    gemm = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.splitlines()[-1])
 
     print(f"command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
     print(f"torch {torch.__version__}, Python {platform.python_version()}, {platform.platform()}")
@@ -174,22 +202,31 @@ def main(argv=None) -> None:
         f"one head, d = {args.dim}, {args.dtype}, chunk_size = {args.chunk_size} (mea), no mask; "
         "each case in a fresh process; time = median of the timed runs"
     )
+    side = f"({gemm['n']} x {gemm['n']})"
+    print(f"plain matrix multiply {side} @ {side}, same threads and dtype: {gemm['gflops']:.0f} GFLOP/s")
     print()
     extra = " peak CUDA MiB |" if args.device.startswith("cuda") else ""
-    print(f"| N | method | median s | runs | RSS after inputs MiB | peak RSS MiB |{extra} full fp32 score matrix GiB |")
-    print("|---:|---|---:|---:|---:|---:|" + ("---:|" if extra else "") + "---:|")
+    print(
+        f"| N | method | median s | time / sdpa | GFLOP/s | runs | RSS after inputs MiB | peak RSS MiB |{extra} "
+        "full fp32 score matrix GiB |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if extra else "") + "---:|")
+    sdpa = {r["n"]: statistics.median(r["times"]) for r in rows if r["method"] == "sdpa" and "error" not in r}
     for r in rows:
         full = r["n"] ** 2 * args.heads * 4 / 2**30
         if "error" in r:
             print(
-                f"| {r['n']:,} | {r['method']} | error: {' '.join(r['error'])} | | | |"
+                f"| {r['n']:,} | {r['method']} | error: {' '.join(r['error'])} | | | | | |"
                 + (" |" if extra else "")
                 + f" {full:.3g} |"
             )
             continue
         cuda_col = f" {r['peak_cuda_mib']:.0f} |" if extra else ""
+        seconds = statistics.median(r["times"])
+        ratio = f"{seconds / sdpa[r['n']]:.2f}x" if r["n"] in sdpa else "-"
+        rate = 4 * r["n"] ** 2 * args.dim * args.heads / seconds / 1e9
         print(
-            f"| {r['n']:,} | {r['method']} | {statistics.median(r['times']):.4g} | {len(r['times'])} | "
+            f"| {r['n']:,} | {r['method']} | {seconds:.4g} | {ratio} | {rate:.0f} | {len(r['times'])} | "
             f"{r['rss_inputs_mib']:.0f} | {r['peak_rss_mib']:.0f} |{cuda_col} {full:.3g} |"
         )
 

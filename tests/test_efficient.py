@@ -448,3 +448,12 @@ def test_attention_bad_input():
         attention(q, k, v, mask=torch.ones(5, 6))
     with pytest.raises(ValueError, match="broadcast"):
         attention(q, k, v, bias=torch.ones(4, 6, dtype=torch.float64))
+
+
+def test_mea_without_a_mask_never_builds_the_score_matrix():
+    n, chunk = 2048, 256
+    q, k, v = (randn(1, n, 16, dtype=torch.float32, seed=s) for s in (1, 2, 3))
+    with _LargestTensor() as probe:
+        got = memory_efficient_attention(q, k, v, chunk_size=chunk)
+    assert probe.largest <= chunk * chunk < n * n
+    torch.testing.assert_close(got, explicit(q, k, v), atol=1e-5, rtol=0)

@@ -83,3 +83,48 @@ def test_a_mask_with_an_empty_row_is_left_to_the_explicit_path():
     assert route.accepts(None, torch.float32) and route.accepts(mask, torch.float32)
     mask[2, 3] = False  # query 3 of window 2 may attend to nothing
     assert not route.accepts(mask, torch.float32)
+
+
+@pytest.mark.parametrize("bias_learns", [True, False])
+def test_training_a_window_at_a_time_gives_the_same_gradients(bias_learns, monkeypatch):
+    """Chunks of one window (the cache limit set to one window's scores) must not change a gradient."""
+    import minattn._fused as fused
+
+    monkeypatch.setattr(fused, "CHUNK_BYTES", HEADS * VOLUMES * TOKENS * TOKENS * 8)
+    fused_inputs, explicit_inputs = inputs(requires_grad=True), inputs(requires_grad=True)
+    for bias in (fused_inputs[3], explicit_inputs[3]):
+        bias.requires_grad_(bias_learns)
+    mask = fused_inputs[-1]
+    upstream = torch.randn(VOLUMES * WINDOWS, HEADS, TOKENS, HEAD_DIM, dtype=torch.float64)
+    q, k, v, bias = fused_inputs[:4]
+    assert fused._windows_per_chunk(q.reshape(VOLUMES, WINDOWS, HEADS, TOKENS, HEAD_DIM)) == 1
+    (FusedWindowAttention()(q, k, v, bias, mask, SCALE) * upstream).sum().backward()
+    (explicit(*explicit_inputs[:4], mask) * upstream).sum().backward()
+    for name, a, b in zip(["q", "k", "v", "bias"], fused_inputs, explicit_inputs):
+        if name == "bias" and not bias_learns:
+            assert a.grad is None
+            continue
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-12, rtol=0, msg=name)
+
+
+def test_training_keeps_no_attention_weights_between_the_passes():
+    """What autograd saves for the backward pass: nothing as large as the weights of every window and head."""
+    q, k, v, bias, mask = inputs(requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        out = FusedWindowAttention()(q, k, v, bias, mask, SCALE)
+    assert saved and max(saved) < VOLUMES * WINDOWS * HEADS * TOKENS * TOKENS
+    out.sum().backward()
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v, bias))
+
+
+def test_training_in_bfloat16_is_computed_in_float32():
+    q, k, v, bias, mask = (t.to(torch.bfloat16) if t.is_floating_point() else t for t in inputs(torch.float32))
+    for t in (q, k, v, bias):
+        t.requires_grad_(True)
+    out = FusedWindowAttention()(q, k, v, bias, mask, SCALE)
+    assert out.dtype == torch.bfloat16
+    reference = explicit(*(t.detach().float() for t in (q, k, v, bias)), mask)
+    torch.testing.assert_close(out.float(), reference, atol=2e-2, rtol=0)
+    out.float().sum().backward()
+    assert q.grad.dtype == torch.bfloat16 and torch.isfinite(bias.grad.float()).all()

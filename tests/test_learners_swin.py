@@ -11,6 +11,7 @@ from learners import Attempt, assert_verdict
 from monai.networks.nets.swin_unetr import WindowAttention as MonaiWindowAttention
 
 import minattn
+from minattn._fused import ChunkedWindowAttention
 
 # ----------------------------------------------------------------------------- window attention, right
 
@@ -167,6 +168,20 @@ def attention_package(attn, x, mask=None):
 
 def attention_attend(attn, x, mask=None):
     return attn.attend(x, attn.position_bias(), mask)
+
+
+def attention_chunked_kernel(attn, x, mask=None):
+    """The package's training kernel, called directly on the learner's own q, k, v."""
+    windows, n, _ = x.shape
+    q, k, v = rearrange(attn.qkv(x), "b n (three h d) -> three b h n d", three=3, h=attn.num_heads)
+    per_volume = 1 if mask is None else mask.shape[0]
+    q, k, v = (t.reshape(windows // per_volume, per_volume, attn.num_heads, n, -1) for t in (q, k, v))
+    additive = None
+    if mask is not None:
+        additive = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill(~mask, float("-inf"))
+    bias = attn.position_bias().to(x.dtype)
+    out = ChunkedWindowAttention.apply(q * attn.scale, k, v, bias, additive)
+    return attn.proj(rearrange(out.reshape(windows, attn.num_heads, n, -1), "b h n d -> b n (h d)"))
 
 
 def attention_monai(attn, x, mask=None):
@@ -351,6 +366,10 @@ ATTEMPTS = [
         "minattn.WindowAttention",
     ),
     Attempt("window_attention_forward", "attn.attend", attention_attend, "shortcut", "ruled_out"),
+    Attempt(
+        "window_attention_forward", "the package's chunked training kernel", attention_chunked_kernel, "shortcut",
+        "ruled_out", "minattn.WindowAttention",
+    ),
     Attempt("window_attention_forward", "MONAI's WindowAttention", attention_monai, "shortcut", "ruled_out", "MONAI"),
     Attempt(
         "window_attention_forward", "returns a numpy array",

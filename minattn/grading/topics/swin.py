@@ -21,7 +21,7 @@ import torch
 from einops import rearrange
 
 from ... import cost
-from ..._fused import FusedWindowAttention
+from ..._fused import ChunkedWindowAttention, FusedWindowAttention
 from ...softmax import softmax
 from ...swin import SwinBlock, SwinStage, shifted_window_attention
 from ...window_attention import WindowAttention
@@ -633,7 +633,7 @@ CONCEPT_EXERCISES = [
 _WINDOW_ATTENTION_RULES = (
     RuledOut(
         "minattn.WindowAttention's own forward (attn(x), attn.forward, attn.attend)",
-        (WindowAttention, WindowAttention.attend, FusedWindowAttention.__call__),
+        (WindowAttention, WindowAttention.attend, FusedWindowAttention.__call__, ChunkedWindowAttention),
     ),
     RuledOut(
         "MONAI's WindowAttention",
