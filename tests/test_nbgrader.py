@@ -211,10 +211,24 @@ def test_nbgrader_releases_every_lesson_with_its_checks_locked_and_its_solutions
             assert meta["locked"] and meta["points"] > 0, (lesson, meta)
             assert cell.source == sources[meta["grade_id"]].source, (lesson, meta["grade_id"])
         answers = [c for c in release.cells if c.metadata.get("nbgrader", {}).get("solution")]
-        assert answers, lesson
+        solved = solution_cells(source)
+        assert answers and len(answers) == len(solved), lesson
         for cell in answers:
-            assert "BEGIN SOLUTION" not in cell.source, (lesson, cell.metadata["nbgrader"]["grade_id"])
+            grade_id = cell.metadata["nbgrader"]["grade_id"]
+            leaked = solution_lines(solved[grade_id].source) & {line.strip() for line in cell.source.splitlines()}
+            assert not leaked, (lesson, grade_id, leaked)
             assert ("YOUR CODE HERE" if cell.cell_type == "code" else "YOUR ANSWER HERE") in cell.source, cell.source
+
+
+def solution_lines(source: str) -> set[str]:
+    """The stripped lines between the BEGIN and END SOLUTION markers that appear nowhere else in the cell."""
+    inside, outside, in_solution = set(), set(), False
+    for line in (raw.strip() for raw in source.splitlines()):
+        if "BEGIN SOLUTION" in line or "END SOLUTION" in line:
+            in_solution = "BEGIN SOLUTION" in line
+            continue
+        (inside if in_solution else outside).add(line)
+    return {line for line in inside - outside if line}
 
 
 class TestFullCycle:
