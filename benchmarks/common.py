@@ -70,14 +70,19 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def benchmark_arguments(doc: str, repeats: int = 5) -> argparse.Namespace:
-    """The options every timing script shares (device, dtype, threads, repeats, --quick); sets the threads."""
+def benchmark_arguments(doc: str, repeats: int = 5, extra: tuple = ()) -> argparse.Namespace:
+    """The options every timing script shares (device, dtype, threads, repeats, --quick); sets the threads.
+
+    ``extra``: a script's own options, as ``(names, keyword arguments)`` pairs for ``add_argument``.
+    """
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    for names, options in extra:
+        parser.add_argument(*names, **options)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     return args

@@ -1,13 +1,14 @@
 """One training step of the capstone's models: minattn's SwinUNETR, MONAI's with the same weights, MONAI's UNet.
 
-    python benchmarks/segmentation_step.py [--device cuda] [--dtype bfloat16] [--quick]
+    python benchmarks/segmentation_step.py [--device cuda] [--dtype bfloat16] [--quick] [--crop D H W] [--batch B]
 
 The step of ``python -m minattn.apps.segmentation``: a batch of two one-channel 64 x 64 x 32 crops,
 forward, MONAI's DiceCELoss, backward and an AdamW update. The SwinUNETR is the capstone's (feature size
 12, depths (2, 2, 2, 2), window 7); MONAI's is the same network with the same weights, so the two must
 agree before anything is timed. The UNet is the baseline with about as many parameters. bfloat16 means
 autocast, as ``--bf16`` in the training script, and on CUDA MONAI's SwinUNETR runs with
-``use_flash_attention=True``.
+``use_flash_attention=True``. ``--crop 96 96 96 --batch 1`` times SwinUNETR's usual 96^3 input instead
+(each side a multiple of 32).
 """
 
 from __future__ import annotations
@@ -25,10 +26,20 @@ from minattn.interop import from_monai
 
 
 def main() -> None:
-    args = benchmark_arguments(__doc__, repeats=5)
+    args = benchmark_arguments(
+        __doc__,
+        repeats=5,
+        extra=[
+            (("--crop",), {"type": int, "nargs": 3, "metavar": ("D", "H", "W"), "help": "default 64 64 32"}),
+            (("--batch",), {"type": int, "help": "crops per step (default 2)"}),
+        ],
+    )
     torch.manual_seed(0)
     device = torch.device(args.device)
     crop, batch = ((64, 32, 32), 1) if args.quick else ((64, 64, 32), 2)  # 32^3 would leave one voxel at the bottleneck
+    crop, batch = tuple(args.crop or crop), args.batch or batch
+    if any(side % 32 for side in crop):
+        raise SystemExit(f"--crop: each side must be a multiple of 32 (SwinUNETR halves it five times); got {crop}")
     flash = device.type == "cuda" and args.dtype == "bfloat16"
     theirs = MonaiSwinUNETR(
         in_channels=1, out_channels=seg.NUM_CLASSES, feature_size=12, use_flash_attention=flash

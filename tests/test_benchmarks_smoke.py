@@ -17,7 +17,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("efficient_attention.py", ["--quick"], "plain matrix multiply"),
         ("equivalences.py", [], "from_monai BasicLayer"),
         ("flex_window.py", ["--quick"], "minattn flex"),
-        ("segmentation_step.py", ["--quick", "--repeats", "1"], "minattn SwinUNETR"),
+        ("segmentation_step.py", ["--crop", "32", "32", "64", "--batch", "1", "--repeats", "1"], "minattn SwinUNETR"),
     ],
 )
 def test_benchmark_runs(script, args, expect):
