@@ -46,6 +46,12 @@ keys so far are all masked has m = -inf, and exp(s - m) would be
 exp(-inf - -inf) = exp(NaN). The code then shifts by 0 instead of m (any
 shift is allowed; the terms are all zero anyway), and a row that never sees
 an allowed key ends with l = 0 and returns zeros, as the explicit path does.
+
+The code keeps scores in base 2. Since exp(s) = 2 ** (s * log2(e)), folding
+the constant log2(e) into q (with the scale) turns every exp into exp2, which
+a CPU computes in about half the time; at N = 131,072 the exponentials are
+about a fifth of the whole run. The running quantities are unchanged: m is
+then the maximum in base-2 units, and alpha = 2 ** (m - m').
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from .attention import check_qkv, score_shape
 # minattn.softmax do: a running sum over 100,000 keys in bfloat16 (8 bits of
 # mantissa) would lose almost every small term.
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+_LOG2_E = 1.0 / math.log(2.0)
 
 
 def _check_chunk_size(chunk_size) -> None:
@@ -148,9 +155,12 @@ def memory_efficient_attention(
 
     out_dtype = q.dtype
     work_dtype = torch.float32 if q.dtype in _LOW_PRECISION else q.dtype
-    # Folding the scale into q once costs Nq*d_k multiplications instead of
-    # Nq*Nk: (q * scale) @ k^T equals (q @ k^T) * scale.
-    q = q.to(work_dtype) * scale
+    # Scores are kept in base 2: exp(s) = 2 ** (s * log2(e)), and a CPU
+    # computes 2 ** x (exp2) in about half the time of exp(x), the one
+    # elementwise step per score that costs as much as a matrix product.
+    # Folding scale * log2(e) into q once costs Nq*d_k multiplications
+    # instead of Nq*Nk: (q * c) @ k^T equals (q @ k^T) * c.
+    q = q.to(work_dtype) * (scale * _LOG2_E)
     k, v = k.to(work_dtype), v.to(work_dtype)
     if mask is not None:
         mask = _as_matrix(mask.to(q.device))
@@ -163,8 +173,11 @@ def memory_efficient_attention(
     # tile-sized allocation and a pass over memory for each step below.
     tracked = (q, k, v) if bias is None else (q, k, v, bias)
     in_place = not (torch.is_grad_enabled() and any(t.requires_grad for t in tracked))
+    may_mask_all = mask is not None or bias is not None
+    product_batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])  # batch axes of q @ k^T
     k_t = k.transpose(-2, -1)
     out_tiles = []
+    buffer = None
     for q0 in range(0, n_q, chunk_size):
         rows = slice(q0, min(q0 + chunk_size, n_q))
         q_tile = q[..., rows, :]  # (..., r, d_k)
@@ -176,9 +189,21 @@ def memory_efficient_attention(
 
         for k0 in range(0, n_k, chunk_size):
             cols = slice(k0, min(k0 + chunk_size, n_k))
-            scores = q_tile @ k_t[..., cols]  # (..., r, c): the only score tile alive
+            k_tile_t = k_t[..., cols]
+            if in_place and (n_rows, k_tile_t.shape[-1]) == (chunk_size, chunk_size):
+                # Every full tile reuses one buffer: a fresh multi-megabyte
+                # allocation per tile costs page faults worth ~5 % of the time.
+                if buffer is None:
+                    buffer = torch.empty((*product_batch, chunk_size, chunk_size), dtype=work_dtype, device=q.device)
+                scores = torch.matmul(q_tile, k_tile_t, out=buffer)
+            else:
+                scores = q_tile @ k_tile_t  # (..., r, c): the only score tile alive
             if bias is not None:
-                scores = scores.add_(_tile(bias, rows, cols)) if in_place else scores + _tile(bias, rows, cols)
+                bias_tile = _tile(bias, rows, cols)  # may have more batch axes than q @ k^T
+                if in_place and scores.shape == torch.broadcast_shapes(scores.shape, bias_tile.shape):
+                    scores = scores.add_(bias_tile, alpha=_LOG2_E)
+                else:
+                    scores = torch.add(scores, bias_tile, alpha=_LOG2_E)
             if mask is not None:
                 scores = torch.where(_tile(mask, rows, cols), scores, float("-inf"))
 
@@ -188,12 +213,17 @@ def memory_efficient_attention(
             new_max = torch.maximum(row_max, scores.detach().amax(dim=-1, keepdim=True))
             # Rows with every key so far masked have max -inf; shift them by 0
             # instead, so that no -inf - -inf = NaN appears (their terms are 0).
-            shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
-            # p = exp(scores - shift), entries in [0, 1]
-            p = scores.sub_(shift).exp_() if in_place else torch.exp(scores - shift)
-            alpha = torch.exp(row_max - shift)  # rescales the old sums; exp(-inf) = 0 while still empty
-            normaliser = alpha * normaliser + p.sum(dim=-1, keepdim=True)
-            acc = alpha * acc + p @ v[..., cols, :]
+            # Without a mask or bias every score is finite and so is new_max.
+            shift = torch.where(torch.isfinite(new_max), new_max, 0.0) if may_mask_all else new_max
+            # p = 2 ** (scores - shift): exp(s - m) in base-2 units, entries in [0, 1]
+            p = scores.sub_(shift).exp2_() if in_place else torch.exp2(scores - shift)
+            alpha = torch.exp2(row_max - shift)  # rescales the old sums; 2 ** -inf = 0 while still empty
+            if in_place:
+                normaliser.mul_(alpha).add_(p.sum(dim=-1, keepdim=True))
+                acc.mul_(alpha).add_(p @ v[..., cols, :])
+            else:
+                normaliser = alpha * normaliser + p.sum(dim=-1, keepdim=True)
+                acc = alpha * acc + p @ v[..., cols, :]
             row_max = new_max
 
         # A row that never met an allowed key has normaliser 0 and acc 0:

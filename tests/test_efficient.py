@@ -50,6 +50,9 @@ def make_case(name, dtype, device):
         kw["mask"] = rand_mask(n, 1, p=0.7, device=device)
     elif name == "bias":
         kw["bias"] = randn(h, n, n, dtype=dtype, device=device, seed=13)
+    elif name == "bias_wider_than_qk":  # one head of q, k, v; the bias alone has batch and head axes
+        q, k, v = q[:1, :1], k[:1, :1], v[:1, :1]
+        kw["bias"] = randn(b, h, n, n, dtype=dtype, device=device, seed=13)
     elif name == "mask_and_bias":
         kw["mask"] = rand_mask(b, 1, n, n, device=device)
         kw["bias"] = randn(h, n, n, dtype=dtype, device=device, seed=13)
@@ -80,6 +83,7 @@ CASES = [
     "key_padding",
     "query_mask",
     "bias",
+    "bias_wider_than_qk",
     "mask_and_bias",
     "nq_ne_nk",
     "dv_ne_dk",
