@@ -83,8 +83,10 @@ class FusedWindowAttention:
     def _training_on_cpu(self, q, k, v, bias, mask, scale):
         """Training on CPU: :class:`ChunkedWindowAttention` on the windows grouped by volume."""
         num_windows, heads, n, head_dim = q.shape
-        per_volume = 1 if mask is None else mask.shape[0]
-        # Group windows by volume, so that window i of every volume takes mask i.
+        # Group windows by volume, so that window i of every volume takes mask i;
+        # without a mask, every window is alike and all go on the window axis,
+        # the one that is cut into chunks.
+        per_volume = num_windows if mask is None else mask.shape[0]
         q, k, v = (t.reshape(num_windows // per_volume, per_volume, heads, n, head_dim) for t in (q, k, v))
         # Half precision is computed in float32, as torch.softmax does inside: exp and the sums need the bits.
         work = torch.float64 if q.dtype == torch.float64 else torch.float32

@@ -107,6 +107,27 @@ def test_training_a_window_at_a_time_gives_the_same_gradients(bias_learns, monke
         torch.testing.assert_close(a.grad, b.grad, atol=1e-12, rtol=0, msg=name)
 
 
+@pytest.mark.parametrize("masked", [False, True], ids=["no_mask", "mask"])
+def test_training_never_holds_more_scores_than_a_chunk(masked, monkeypatch):
+    """With or without a mask, every chunk's scores fit in CHUNK_BYTES (the cache-sized unit of work)."""
+    import minattn._fused as fused
+
+    limit = VOLUMES * HEADS * TOKENS * TOKENS * 8  # one window of every volume, float64
+    monkeypatch.setattr(fused, "CHUNK_BYTES", limit)
+    held = []
+
+    def spy(*args):
+        scores = original(*args)
+        held.append(scores.numel() * scores.element_size())
+        return scores
+
+    original = fused._scores
+    monkeypatch.setattr(fused, "_scores", spy)
+    q, k, v, bias, mask = inputs(requires_grad=True)
+    FusedWindowAttention()(q, k, v, bias, mask if masked else None, SCALE).sum().backward()
+    assert len(held) > 1 and max(held) <= limit
+
+
 def test_training_in_bfloat16_is_computed_in_float32():
     q, k, v, bias, mask = (t.to(torch.bfloat16) if t.is_floating_point() else t for t in inputs(torch.float32))
     for t in (q, k, v, bias):
