@@ -14,14 +14,15 @@ import math
 
 import torch
 
+from ._validate import broadcast_shapes
 from .memory import check_score_matrix_fits
 from .softmax import softmax
 
 
 def _broadcast(shape_a, shape_b, what: str) -> torch.Size:
     try:
-        return torch.broadcast_shapes(shape_a, shape_b)
-    except RuntimeError:
+        return broadcast_shapes(shape_a, shape_b)
+    except ValueError:
         raise ValueError(f"{what}: shapes {tuple(shape_a)} and {tuple(shape_b)} do not broadcast") from None
 
 

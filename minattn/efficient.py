@@ -60,6 +60,7 @@ import math
 
 import torch
 
+from ._validate import broadcast_shapes
 from .attention import check_qkv, score_shape
 
 # Half-precision inputs are accumulated in float32, as fused kernels and
@@ -77,8 +78,8 @@ def _check_chunk_size(chunk_size) -> None:
 def _output_batch(scores: torch.Size, v: torch.Tensor) -> torch.Size:
     """Batch axes of the output: those of the scores broadcast with those of v."""
     try:
-        return torch.broadcast_shapes(scores[:-2], v.shape[:-2])
-    except RuntimeError:
+        return broadcast_shapes(scores[:-2], v.shape[:-2])
+    except ValueError:
         raise ValueError(
             f"v batch axes {tuple(v.shape[:-2])} do not broadcast with the scores' {tuple(scores[:-2])}"
         ) from None
@@ -174,7 +175,7 @@ def memory_efficient_attention(
     tracked = (q, k, v) if bias is None else (q, k, v, bias)
     in_place = not (torch.is_grad_enabled() and any(t.requires_grad for t in tracked))
     may_mask_all = mask is not None or bias is not None
-    product_batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])  # batch axes of q @ k^T
+    product_batch = broadcast_shapes(q.shape[:-2], k.shape[:-2])  # batch axes of q @ k^T
     k_t = k.transpose(-2, -1)
     out_tiles = []
     buffer = None
@@ -200,7 +201,7 @@ def memory_efficient_attention(
                 scores = q_tile @ k_tile_t  # (..., r, c): the only score tile alive
             if bias is not None:
                 bias_tile = _tile(bias, rows, cols)  # may have more batch axes than q @ k^T
-                if in_place and scores.shape == torch.broadcast_shapes(scores.shape, bias_tile.shape):
+                if in_place and scores.shape == broadcast_shapes(scores.shape, bias_tile.shape):
                     scores = scores.add_(bias_tile, alpha=_LOG2_E)
                 else:
                     scores = torch.add(scores, bias_tile, alpha=_LOG2_E)

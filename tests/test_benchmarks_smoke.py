@@ -13,6 +13,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     "script, args, expect",
     [
         ("attention_speed.py", ["--quick", "--repeats", "1"], "minattn.attention"),
+        ("call_overhead.py", ["--quick", "--repeats", "1"], "minattn.attention"),
         ("swin_stage.py", ["--quick"], "MONAI BasicLayer"),
         ("efficient_attention.py", ["--quick"], "plain matrix multiply"),
         ("equivalences.py", [], "from_monai BasicLayer"),

@@ -461,3 +461,24 @@ def test_mea_without_a_mask_never_builds_the_score_matrix():
         got = memory_efficient_attention(q, k, v, chunk_size=chunk)
     assert probe.largest <= chunk * chunk < n * n
     torch.testing.assert_close(got, explicit(q, k, v), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda g: torch.rand(7, 5, generator=g) > 0.8,
+        lambda g: (torch.rand(2, 3, 6, 9, generator=g) > 0.9),
+        lambda g: (torch.rand(6, 9, generator=g) > 0.9).expand(2, 3, 6, 9),  # broadcast, stride 0
+        lambda g: (torch.rand(9, 6, generator=g) > 0.9).transpose(0, 1),  # keys not contiguous
+        lambda g: torch.zeros(4, 0, dtype=torch.bool),  # no keys at all
+    ],
+    ids=["plain", "batched", "expanded", "transposed", "no_keys"],
+)
+def test_rows_with_a_key_equal_torch_any(make):
+    from minattn._dispatch import _any_along_keys
+
+    allowed = make(torch.Generator().manual_seed(3))
+    expected = allowed.any(dim=-1, keepdim=True)
+    got = _any_along_keys(allowed)
+    assert got.dtype == torch.bool and torch.equal(got, expected)
+    assert not expected.all()  # every case holds a query with no key, the row the answer must find

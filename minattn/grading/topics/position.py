@@ -108,8 +108,8 @@ _SHUFFLE_CASES = (
 
 
 def shuffle_both_ways_cases(device):
-    # minattn's attention calls torch.broadcast_shapes, whose first call imports sympy (seconds): do it here,
-    # before the check's clock starts, not in the first case.
+    # A learner's layer may call torch.broadcast_shapes, whose first call imports sympy (seconds): do it
+    # here, before the check's clock starts, not in the first case.
     torch.broadcast_shapes((1,), (1,))
     g = torch.Generator().manual_seed(7)
     out = []
