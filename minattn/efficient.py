@@ -49,8 +49,8 @@ an allowed key ends with l = 0 and returns zeros, as the explicit path does.
 
 The code keeps scores in base 2. Since exp(s) = 2 ** (s * log2(e)), folding
 the constant log2(e) into q (with the scale) turns every exp into exp2, which
-a CPU computes in about half the time; at N = 131,072 the exponentials are
-about a fifth of the whole run. The running quantities are unchanged: m is
+a CPU computes in about half the time; at N = 32,768 the exponentials are
+still about a fifth of the whole run. The running quantities are unchanged: m is
 then the maximum in base-2 units, and alpha = 2 ** (m - m').
 """
 
@@ -174,7 +174,7 @@ def memory_efficient_attention(
     # tile-sized allocation and a pass over memory for each step below.
     tracked = (q, k, v) if bias is None else (q, k, v, bias)
     in_place = not (torch.is_grad_enabled() and any(t.requires_grad for t in tracked))
-    may_mask_all = mask is not None or bias is not None
+    rows_may_be_empty = mask is not None or bias is not None
     product_batch = broadcast_shapes(q.shape[:-2], k.shape[:-2])  # batch axes of q @ k^T
     k_t = k.transpose(-2, -1)
     out_tiles = []
@@ -215,7 +215,7 @@ def memory_efficient_attention(
             # Rows with every key so far masked have max -inf; shift them by 0
             # instead, so that no -inf - -inf = NaN appears (their terms are 0).
             # Without a mask or bias every score is finite and so is new_max.
-            shift = torch.where(torch.isfinite(new_max), new_max, 0.0) if may_mask_all else new_max
+            shift = torch.where(torch.isfinite(new_max), new_max, 0.0) if rows_may_be_empty else new_max
             # p = 2 ** (scores - shift): exp(s - m) in base-2 units, entries in [0, 1]
             p = scores.sub_(shift).exp2_() if in_place else torch.exp2(scores - shift)
             alpha = torch.exp2(row_max - shift)  # rescales the old sums; 2 ** -inf = 0 while still empty
