@@ -82,18 +82,15 @@ class FusedWindowAttention:
         return out.reshape(num_windows, heads, n, head_dim)
 
     def _training_on_cpu(self, q, k, v, bias, mask, scale):
-        """Training on CPU: :class:`ChunkedWindowAttention` on the windows grouped by volume."""
+        """Training on CPU: :func:`chunked_window_attention` on the windows grouped by volume."""
         num_windows, heads, n, head_dim = q.shape
         # Group windows by volume, so that window i of every volume takes mask i;
         # without a mask, every window is alike and all go on the window axis,
         # the one that is cut into chunks.
         per_volume = num_windows if mask is None else mask.shape[0]
         q, k, v = (t.reshape(num_windows // per_volume, per_volume, heads, n, head_dim) for t in (q, k, v))
-        # Half precision is computed in float32, as torch.softmax does inside: exp and the sums need the bits.
-        work = torch.float64 if q.dtype == torch.float64 else torch.float32
-        additive = None if mask is None else self._additive(mask, work)
-        out = ChunkedWindowAttention.apply((q * scale).to(work), k.to(work), v.to(work), bias.to(work), additive)
-        return out.to(q.dtype).reshape(num_windows, heads, n, head_dim)
+        additive = None if mask is None else self._additive(mask, work_dtype(q.dtype))
+        return chunked_window_attention(q, k, v, bias, additive, scale).reshape(num_windows, heads, n, head_dim)
 
     def _additive(self, mask, dtype):
         """The boolean mask as an additive ``(nW, N, N)`` tensor, 0 or -inf, cached per mask; None if a row is empty."""
@@ -127,14 +124,38 @@ class FusedWindowAttention:
         return combined
 
 
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype :func:`chunked_window_attention` computes in: half precision is computed in float32,
+    as torch.softmax does inside (the exponentials and their sums need the bits)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def chunked_window_attention(q, k, v, bias, additive_mask, scale: float) -> torch.Tensor:
+    """:class:`ChunkedWindowAttention` in :func:`work_dtype`, returned in ``q``'s dtype.
+
+    Args:
+        q: ``(B, nW, h, Nq, d)``; k, v: ``(B, nW, h, N, d)``.
+        bias: ``(h, Nq, N)``, shared by every window.
+        additive_mask: ``(nW, Nq, N)`` of 0 and -inf in the work dtype, no row all -inf; or None.
+        scale: multiplies the dot products.
+
+    Returns:
+        ``(B, nW, h, Nq, d)``.
+    """
+    work = work_dtype(q.dtype)
+    out = ChunkedWindowAttention.apply((q * scale).to(work), k.to(work), v.to(work), bias.to(work), additive_mask)
+    return out.to(q.dtype)
+
+
 class ChunkedWindowAttention(torch.autograd.Function):
     """``softmax(q k^T + bias + mask) v`` per window, a chunk of windows at a time, with its own backward.
 
     ``apply(q, k, v, bias, additive_mask)``:
-        q: ``(B, nW, h, N, d)``, already multiplied by the scale; k, v alike.
-        bias: ``(h, N, N)``, shared by every window (its gradient is summed over them).
-        additive_mask: ``(nW, N, N)`` of 0 and -inf, no row all -inf; or None.
-    Returns ``(B, nW, h, N, d)``.
+        q: ``(B, nW, h, Nq, d)``, already multiplied by the scale; k, v: ``(B, nW, h, N, d)``
+        (Nq < N when only some of a window's tokens are queried).
+        bias: ``(h, Nq, N)``, shared by every window (its gradient is summed over them).
+        additive_mask: ``(nW, Nq, N)`` of 0 and -inf, no row all -inf; or None.
+    Returns ``(B, nW, h, Nq, d)``.
 
     The forward pass keeps each chunk's weights P for the backward pass, as
     autograd would. With dO the incoming gradient, the softmax's backward is
@@ -144,8 +165,8 @@ class ChunkedWindowAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, bias, additive_mask):
-        chunk = _windows_per_chunk(q)
-        out = torch.empty_like(v)
+        chunk = _windows_per_chunk(q, k)
+        out = v.new_empty((*q.shape[:-1], v.shape[-1]))
         weights = []
         for windows in _chunks(q.shape[1], chunk):
             weights.append(torch.softmax(_scores(q, k, bias, additive_mask, windows), dim=-1))
@@ -172,10 +193,10 @@ class ChunkedWindowAttention(torch.autograd.Function):
         return grad_q, grad_k, grad_v, grad_bias, None
 
 
-def _windows_per_chunk(q: torch.Tensor) -> int:
-    """Windows per chunk: as many as keep the chunk's scores ``(B, chunk, h, N, N)`` under :data:`CHUNK_BYTES`."""
-    volumes, _, heads, n, _ = q.shape
-    return max(1, CHUNK_BYTES // (volumes * heads * n * n * q.element_size()))
+def _windows_per_chunk(q: torch.Tensor, k: torch.Tensor) -> int:
+    """Windows per chunk: as many as keep the chunk's scores ``(B, chunk, h, Nq, N)`` under :data:`CHUNK_BYTES`."""
+    volumes, _, heads, queries, _ = q.shape
+    return max(1, CHUNK_BYTES // (volumes * heads * queries * k.shape[-2] * q.element_size()))
 
 
 def _chunks(num_windows: int, chunk: int):

@@ -15,6 +15,7 @@ from einops import rearrange
 from torch import nn
 
 from ._fused import FusedWindowAttention
+from ._real_queries import RealQueryAttention
 from ._validate import as_size_tuple, spatial_ndim
 from .attention import scaled_dot_product_attention
 from .multihead import check_heads, merge_heads
@@ -65,6 +66,7 @@ class WindowAttention(nn.Module):
         self.shrunk_window_index = "geometric"
         self.fused = True if fused is None else bool(fused)
         self._fused_route = FusedWindowAttention()  # holds the tensors the fused path reuses
+        self._grid_route = RealQueryAttention()  # the same for attend_grid
         # Set record_weights = True to keep the attention weights of the last
         # call in last_weights, (B * nW, heads, N, N), for attention maps and
         # rollout; recording takes the explicit path, which computes them.
@@ -153,6 +155,33 @@ class WindowAttention(nn.Module):
                 self.last_weights = weights.reshape(num_windows, self.num_heads, n, n)
             out = out.reshape(num_windows, self.num_heads, n, self.head_dim)
         return self.proj(merge_heads(out))
+
+    def attend_grid(self, x: torch.Tensor, layout, mask: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Window attention over a whole grid, computing only the grid's own queries; None where it does not apply.
+
+        The numbers of pad, shift, partition, :meth:`forward` and undo, without
+        computing the padded tokens' queries (see ``minattn._real_queries``):
+        inference on any device, training on the CPU.
+
+        Args:
+            x: ``(B, *layout.grid, C)``, already normalised.
+            layout: the grid's :class:`minattn.WindowLayout`.
+            mask: boolean ``(nW, N, N)`` for the padded grid, or None.
+
+        Returns:
+            ``(B, *layout.grid, C)``; None, for the caller to take the windowed
+            route, on the explicit path, when weights are recorded, in training
+            off the CPU, or when a real query may attend to no key.
+        """
+        training = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        if not self.fused or self.record_weights or not self._grid_route.applies(x, training):
+            return None
+        layout.check_grid(x)
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"x must have {self.dim} channels (last axis); received shape {tuple(x.shape)}")
+        if mask is not None:
+            mask = self._check_mask(mask, layout.num_windows, layout.tokens_per_window)
+        return self._grid_route(x, self, layout, mask, training)
 
     @staticmethod
     def _check_mask(mask: torch.Tensor, num_windows: int, n: int) -> torch.Tensor:

@@ -281,7 +281,8 @@ class WindowLayout:
         """Tokens per window, ``N = Wd * Wh * Ww``."""
         return math.prod(self.window)
 
-    def _check_grid(self, x: torch.Tensor) -> None:
+    def check_grid(self, x: torch.Tensor) -> None:
+        """Raise a ValueError unless ``x`` is channels-last on this layout's grid."""
         ndim = check_spatial_rank(x, "x", "channels_last")
         if tuple(x.shape[1:-1]) != self.grid:
             axes = "(B, D, H, W, C)" if len(self.grid) == 3 else "(B, H, W, C)"
@@ -299,7 +300,7 @@ class WindowLayout:
         Returns:
             ``(B * nW, N, C)``, windows batch-major in :func:`window_partition` order.
         """
-        self._check_grid(x)
+        self.check_grid(x)
         # Pad first, then roll: rolling the unpadded grid would wrap real tokens
         # into the padding and break the three-region geometry the mask assumes.
         x = pad_to_windows(x, self.window)

@@ -97,7 +97,8 @@ def test_training_a_window_at_a_time_gives_the_same_gradients(bias_learns, monke
     mask = fused_inputs[-1]
     upstream = torch.randn(VOLUMES * WINDOWS, HEADS, TOKENS, HEAD_DIM, dtype=torch.float64)
     q, k, v, bias = fused_inputs[:4]
-    assert fused._windows_per_chunk(q.reshape(VOLUMES, WINDOWS, HEADS, TOKENS, HEAD_DIM)) == 1
+    per_window = q.reshape(VOLUMES, WINDOWS, HEADS, TOKENS, HEAD_DIM)
+    assert fused._windows_per_chunk(per_window, per_window) == 1
     (FusedWindowAttention()(q, k, v, bias, mask, SCALE) * upstream).sum().backward()
     (explicit(*explicit_inputs[:4], mask) * upstream).sum().backward()
     for name, a, b in zip(["q", "k", "v", "bias"], fused_inputs, explicit_inputs):
