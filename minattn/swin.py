@@ -140,6 +140,9 @@ class SwinBlock(nn.Module):
                 f"x must be channels-last with {len(self.window_size)} spatial axes and {self.dim} channels, "
                 f"(B, {'D, ' if len(self.window_size) == 3 else ''}H, W, {self.dim}); received {tuple(x.shape)}"
             )
+        # A permuted view (a channels-first volume seen channels-last) would be copied again by each
+        # norm and residual add below; one copy now serves them all (no-op when already contiguous).
+        x = x.contiguous()
         if self.attention_backend == "windows":
             x = x + shifted_window_attention(self.norm1(x), self.attn, self.shift_size, mask)
             self.last_backend = "windows"
