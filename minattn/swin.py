@@ -53,6 +53,10 @@ def shifted_window_attention(
 ) -> torch.Tensor:
     """Window attention over a whole grid: pad, shift, partition, attend, and undo each step.
 
+    On the fused path (weights not recorded) it first offers the grid to
+    :meth:`WindowAttention.attend_grid`, which gives the same numbers without
+    computing the padded tokens' queries.
+
     Args:
         x: ``(B, D, H, W, C)`` (already normalised).
         attn: the window attention; its ``window_size`` is the nominal window.
@@ -69,7 +73,7 @@ def shifted_window_attention(
         mask = layout.mask(x.device) if mask is None else mask
     else:
         mask = None  # regular windows never mix regions
-    attended = attn.attend_grid(x, layout, mask)  # inference: the same numbers, sooner (skips the padding's queries)
+    attended = attn.attend_grid(x, layout, mask)  # the same numbers, sooner; None where it does not apply
     if attended is not None:
         return attended
     windows = attn(layout.partition(x), mask=mask, window_size=layout.window)
