@@ -45,12 +45,13 @@ def windowed(x, attn, shift, mask=None):
 
 
 @pytest.mark.parametrize("name", LAYOUTS)
-def test_equals_the_windowed_route(name):
+def test_equals_the_windowed_route(name, device):
     grid, window, shift = LAYOUTS[name]
-    attn = layer(window)
-    x = torch.randn(2, *grid, 12, dtype=torch.float64)
+    attn = layer(window).to(device)
+    x = torch.randn(2, *grid, 12, dtype=torch.float64, device=device)
+    layout = WindowLayout(grid, window, shift)
     with torch.no_grad():
-        got = attn.attend_grid(x, WindowLayout(grid, window, shift), WindowLayout(grid, window, shift).mask())
+        got = attn.attend_grid(x, layout, layout.mask(device))
         assert got is not None
         torch.testing.assert_close(got, windowed(x, attn, shift), rtol=0, atol=1e-12)
         # and it is the route shifted_window_attention takes in inference
