@@ -170,11 +170,14 @@ class WindowAttention(nn.Module):
 
         Returns:
             ``(B, *layout.grid, C)``; None, for the caller to take the windowed
-            route, on the explicit path, when weights are recorded, in training
-            off the CPU, or when a real query may attend to no key.
+            route, on the explicit path, when weights are recorded, when the
+            module has forward hooks (which expect it to be called on windows),
+            in training off the CPU, or when a real query may attend to no key.
         """
         training = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
-        if not self.fused or self.record_weights or not self._grid_route.applies(x, training):
+        # Hooks on this module expect it to be called on windows (attention maps, the voxel tool): let them.
+        hooked = bool(self._forward_hooks or self._forward_pre_hooks)
+        if not self.fused or self.record_weights or hooked or not self._grid_route.applies(x, training):
             return None
         layout.check_grid(x)
         if x.shape[-1] != self.dim:

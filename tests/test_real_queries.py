@@ -141,7 +141,7 @@ def test_training_gradients_equal_the_windowed_route(name, monkeypatch):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
 
 
-def test_not_taken_where_weights_are_recorded_or_in_training_off_the_cpu():
+def test_not_taken_where_weights_are_recorded_hooks_wait_or_in_training_off_the_cpu():
     grid, window, shift = LAYOUTS["padding on every axis, shifted"]
     layout = WindowLayout(grid, window, shift)
     attn = layer(window)
@@ -153,6 +153,11 @@ def test_not_taken_where_weights_are_recorded_or_in_training_off_the_cpu():
         assert attn.attend_grid(x, layout, layout.mask()) is None
     attn.fused = True
     assert attn.attend_grid(x, layout, layout.mask()) is not None  # training on the CPU
+    for register in (attn.register_forward_hook, attn.register_forward_pre_hook):
+        handle = register(lambda *args: None)
+        assert attn.attend_grid(x, layout, layout.mask()) is None  # hooks expect calls on windows
+        handle.remove()
+    assert attn.attend_grid(x, layout, layout.mask()) is not None
     route = real_queries.RealQueryAttention()
     assert route.applies(x.to("meta"), training=False) and not route.applies(x.to("meta"), training=True)
 
@@ -213,3 +218,18 @@ def test_under_autocast_matches_the_windowed_route(training):
         reference = shifted_window_attention(x, attn, shift)
     assert got.dtype == reference.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), reference.float(), rtol=3e-2, atol=3e-2)
+
+
+def test_a_forward_hook_on_the_attention_sees_the_windows_and_the_same_output():
+    grid, window, shift = LAYOUTS["padding on every axis, shifted"]
+    attn = layer(window)
+    x = torch.randn(2, *grid, 12, dtype=torch.float64)
+    seen = []
+    with torch.no_grad():
+        plain = shifted_window_attention(x, attn, shift)
+        handle = attn.register_forward_hook(lambda module, args, output: seen.append(args[0].shape))
+        hooked = shifted_window_attention(x, attn, shift)
+        handle.remove()
+    layout = WindowLayout(grid, window, shift)
+    assert seen == [(2 * layout.num_windows, layout.tokens_per_window, 12)]
+    torch.testing.assert_close(hooked, plain, rtol=0, atol=1e-12)
