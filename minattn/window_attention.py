@@ -15,6 +15,7 @@ from einops import rearrange
 from torch import nn
 
 from ._fused import FusedWindowAttention
+from ._hooks import has_forward_hooks
 from ._real_queries import RealQueryAttention
 from ._validate import as_size_tuple, spatial_ndim
 from .attention import scaled_dot_product_attention
@@ -176,7 +177,7 @@ class WindowAttention(nn.Module):
         """
         training = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
         # Hooks on this module expect it to be called on windows (attention maps, the voxel tool): let them.
-        hooked = bool(self._forward_hooks or self._forward_pre_hooks)
+        hooked = has_forward_hooks(self)
         if not self.fused or self.record_weights or hooked or not self._grid_route.applies(x, training):
             return None
         layout.check_grid(x)

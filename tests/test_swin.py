@@ -218,3 +218,30 @@ def test_recorded_weights_are_the_attention_of_each_window():
     assert torch.all(weights.masked_select(~mask[:, None].expand_as(weights)) == 0)
     attn.record_weights = False
     torch.testing.assert_close(attn(x, mask=mask), out, atol=1e-5, rtol=0)  # the fused path agrees
+
+
+def test_mlp_in_chunks_gives_the_whole_grids_numbers(monkeypatch):
+    # Without autograd on the CPU, a block runs norm2 -> MLP -> residual a chunk of tokens at a time.
+    block = minattn.SwinBlock(12, 3, (4, 3, 5), (2, 1, 2)).double().eval()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.5)
+    x = torch.randn(2, 7, 9, 10, 12, dtype=torch.float64)
+    calls = []
+    monkeypatch.setattr(minattn.swin, "MLP_CHUNK_BYTES", 48 * 8 * 100)  # 100 tokens a chunk: 13 chunks, one short
+    block.mlp.register_forward_pre_hook(lambda module, args: calls.append(args[0].numel() // 12))
+    with torch.no_grad():
+        whole = block(x)  # a hook on the MLP expects one call: the whole grid
+        assert calls == [2 * 7 * 9 * 10]
+        block.mlp._forward_pre_hooks.clear()
+        chunked = block(x)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-12)
+    spy = []
+    original = block.mlp.forward
+    monkeypatch.setattr(block.mlp, "forward", lambda t: spy.append(t.numel() // 12) or original(t))
+    with torch.no_grad():
+        block(x)
+    assert spy == [100] * 12 + [60]
+    spy.clear()
+    block(x).sum().backward()  # training: one call, so that autograd keeps one graph
+    assert spy == [1260]
