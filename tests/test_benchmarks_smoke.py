@@ -15,6 +15,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("attention_speed.py", ["--quick", "--repeats", "1"], "minattn.attention"),
         ("call_overhead.py", ["--quick", "--repeats", "1"], "minattn.attention"),
         ("swin_stage.py", ["--quick"], "MONAI BasicLayer"),
+        ("swin_shortcuts.py", ["--quick", "--repeats", "1"], "no real queries"),
         ("efficient_attention.py", ["--quick"], "plain matrix multiply"),
         ("equivalences.py", [], "from_monai BasicLayer"),
         ("flex_window.py", ["--quick"], "minattn flex"),
