@@ -17,7 +17,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ._hooks import has_forward_hooks
+from ._shortcuts import has_forward_hooks, needs_graph
 from ._validate import as_size_tuple, check_int, check_spatial_rank, spatial_ndim
 from .flex_window import flex_window_attention
 from .window_attention import WindowAttention
@@ -168,8 +168,7 @@ class SwinBlock(nn.Module):
 
     def _feeds_forward_in_chunks(self, x: torch.Tensor) -> bool:
         """On the CPU without autograd, and with no hooks on the norm or MLP (they expect one call)."""
-        training = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
-        return x.device.type == "cpu" and not training and not has_forward_hooks(self.norm2, self.mlp)
+        return x.device.type == "cpu" and not needs_graph(self, x) and not has_forward_hooks(self.norm2, self.mlp)
 
     def _feed_forward_in_chunks(self, x: torch.Tensor) -> torch.Tensor:
         """``x + mlp(norm2(x))``, a chunk of tokens at a time (:data:`MLP_CHUNK_BYTES`); x contiguous."""

@@ -15,8 +15,8 @@ from einops import rearrange
 from torch import nn
 
 from ._fused import FusedWindowAttention
-from ._hooks import has_forward_hooks
 from ._real_queries import RealQueryAttention
+from ._shortcuts import has_forward_hooks, needs_graph
 from ._validate import as_size_tuple, spatial_ndim
 from .attention import scaled_dot_product_attention
 from .multihead import check_heads, merge_heads
@@ -175,7 +175,7 @@ class WindowAttention(nn.Module):
             module has forward hooks (which expect it to be called on windows),
             in training off the CPU, or when a real query may attend to no key.
         """
-        training = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        training = needs_graph(self, x)
         # Hooks on this module expect it to be called on windows (attention maps, the voxel tool): let them.
         hooked = has_forward_hooks(self)
         if not self.fused or self.record_weights or hooked or not self._grid_route.applies(x, training):
