@@ -45,7 +45,7 @@ from ._fused import _version, chunked_window_attention, work_dtype
 from .windows import WindowLayout
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class QueryGroup:
     """Windows that hold real tokens in the same slots.
 
