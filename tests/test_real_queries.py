@@ -1,4 +1,4 @@
-"""Inference that computes only the grid's own queries gives the windowed route's numbers, and skips the padding."""
+"""Window attention that computes only the grid's own queries gives the windowed route's numbers, in inference and training."""
 
 from __future__ import annotations
 
