@@ -25,6 +25,23 @@ from minattn.apps.training import count_parameters
 from minattn.interop import from_monai
 
 
+def capstone_step(model, x, y, bfloat16: bool = False):
+    """One training step of the capstone as a call: DiceCE, backward, AdamW (under bfloat16 autocast if asked)."""
+    model.train()
+    loss_function = DiceCELoss(softmax=True, to_onehot_y=True)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def run():
+        autocast = torch.autocast(x.device.type, dtype=torch.bfloat16) if bfloat16 else contextlib.nullcontext()
+        with autocast:
+            loss = loss_function(model(x).float(), y)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+    return run
+
+
 def main() -> None:
     args = benchmark_arguments(
         __doc__,
@@ -50,27 +67,8 @@ def main() -> None:
     y = torch.randint(0, seg.NUM_CLASSES, (batch, 1, *crop), device=device)
     with torch.no_grad():
         difference = (ours.eval()(x) - theirs.eval()(x)).abs().max().item()
-    loss_function = DiceCELoss(softmax=True, to_onehot_y=True)
-
-    def autocast():
-        if args.dtype == "bfloat16":
-            return torch.autocast(device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def step(model):
-        model.train()
-        optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def run():
-            with autocast():
-                loss = loss_function(model(x).float(), y)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-
-        return run
-
-    times = {name: time_call(step(model), device, args.repeats) for name, model in
+    bfloat16 = args.dtype == "bfloat16"
+    times = {name: time_call(capstone_step(model, x, y, bfloat16), device, args.repeats) for name, model in
              (("MONAI SwinUNETR", theirs), ("minattn SwinUNETR", ours), ("MONAI UNet", unet))}
     base = times["MONAI SwinUNETR"][0]
     rows = [

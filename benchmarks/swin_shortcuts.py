@@ -23,11 +23,11 @@ import contextlib
 from unittest import mock
 
 import torch
-from monai.losses import DiceCELoss
 from monai.networks.nets import SwinUNETR as MonaiSwinUNETR
 from monai.networks.nets import swin_unetr as monai_swin
 
 from common import benchmark_arguments, describe_machine, fmt_ms, inference, markdown_table, time_call, training_step
+from segmentation_step import capstone_step
 from minattn.apps import segmentation as seg
 from minattn.interop import from_monai
 from minattn.swin import SwinBlock
@@ -49,20 +49,6 @@ def switched_off(shortcuts) -> contextlib.ExitStack:
     if "MLP chunks" in shortcuts:
         stack.enter_context(mock.patch.object(SwinBlock, "_feeds_forward_in_chunks", return_value=False))
     return stack
-
-
-def capstone_step(model, x, y):
-    """One training step of the capstone: DiceCE, backward, AdamW."""
-    loss_function = DiceCELoss(softmax=True, to_onehot_y=True)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def run():
-        loss = loss_function(model(x).float(), y)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-
-    return run
 
 
 def main() -> None:
