@@ -26,10 +26,10 @@ Training on the CPU goes the same way, each group through
 :func:`minattn._fused.chunked_window_attention` (Nq = the real queries, the
 bias gathered from the table so that its gradient reaches it). Training on
 other devices keeps the windowed route: this one was measured on the CPU only.
-Measured on a 2-core CPU at SwinUNETR's first stage: inference of the attention
-sub-layer of a regular block 61 -> 51 ms, of a shifted block 88 -> 69 ms; the
-stage's training step about 10 % shorter, and more at the deeper stages,
-where a larger share of the grid is padding.
+Measured on a 2-core CPU (benchmarks/swin_shortcuts.py), without and with this
+route: SwinUNETR's first stage, inference 196 -> 149 ms, training step 652 ->
+568 ms; the capstone's SwinUNETR, whose deeper stages are mostly padding,
+inference 522 -> 427 ms, training step 2.15 -> 1.71 s.
 """
 
 from __future__ import annotations
