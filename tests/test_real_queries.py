@@ -1,4 +1,4 @@
-"""Window attention that computes only the grid's own queries gives the windowed route's numbers, in inference and training."""
+"""Attention over a grid from its own queries only gives the windowed route's numbers, in inference and training."""
 
 from __future__ import annotations
 
